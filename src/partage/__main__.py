@@ -1,0 +1,3 @@
+from partage.cli.main import app
+
+app()

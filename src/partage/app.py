@@ -1,0 +1,64 @@
+"""The one HTTP application: OIDC provider, APIs, portals, operations."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from partage import __version__
+from partage.access.decision import NotFound
+from partage.config import Settings, get_settings
+from partage.ops.middleware import OperationsMiddleware
+from partage.ops.routes import router as ops_router
+from partage.platform import Platform
+from partage.security.oidc_api import router as oidc_router
+from partage.web.routes import router as web_router
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, platform: Platform | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    platform = platform or Platform.create(settings)
+    platform.prepare()
+    app = FastAPI(
+        title="Partage",
+        version=__version__,
+        description="Territorial health-data sharing platform.",
+        # Swagger UI loads scripts from a CDN and inline: not under our CSP.
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.platform = platform
+    app.add_middleware(OperationsMiddleware, hsts=settings.behind_tls)
+    static_dir = resources.files("partage.web").joinpath("static")
+    app.mount("/static", StaticFiles(directory=str(static_dir)), name="static")
+    app.include_router(ops_router)
+    app.include_router(oidc_router)
+    app.include_router(web_router)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> Response:
+        return JSONResponse({"detail": "Not found"}, status_code=404)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    return app

@@ -1,0 +1,9 @@
+"""Every domain's models, imported once so that the metadata is complete (migrations, tests)."""
+
+from partage.audit import models as audit_models
+from partage.db import Base
+from partage.security import models as security_models
+
+metadata = Base.metadata
+
+__all__ = ["audit_models", "metadata", "security_models"]

@@ -1,0 +1,65 @@
+"""Everything a process needs, built once from the settings and passed explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from partage.audit.actions import AUDIT_KEY_INFO
+from partage.config import Settings
+from partage.db import make_engine, make_sessionmaker
+from partage.security.keyring import Keyring
+from partage.security.passwords import Passwords
+from partage.security.signing import SigningKeys
+
+AUDIT_CHAIN_PURPOSE = "audit-chain"
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    # Reads that must never wait behind a writer (the same engine on PostgreSQL).
+    read_sessions: sessionmaker[Session]
+    keyring: Keyring
+    passwords: Passwords
+    signing_keys: SigningKeys
+
+    @classmethod
+    def create(cls, settings: Settings) -> Platform:
+        settings.check_production()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        keyring = Keyring.from_settings(settings)
+        url = settings.resolved_database_url
+        engine = make_engine(url)
+        read_engine = make_engine(url, read_only=True) if settings.is_sqlite else engine
+        sessions = make_sessionmaker(
+            engine, **{AUDIT_KEY_INFO: keyring.subkey(AUDIT_CHAIN_PURPOSE)}
+        )
+        read_sessions = make_sessionmaker(read_engine)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            read_sessions=read_sessions,
+            keyring=keyring,
+            passwords=Passwords(settings),
+            signing_keys=SigningKeys(sessions, read_sessions, keyring),
+        )
+
+    def prepare(self) -> None:
+        """Once the schema is migrated: make sure signing keys exist and load them."""
+        self.signing_keys.ensure_and_load()
+
+    @property
+    def audit_key(self) -> bytes:
+        return self.keyring.subkey(AUDIT_CHAIN_PURPOSE)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        read_engine = self.read_sessions.kw.get("bind")
+        if isinstance(read_engine, Engine):
+            read_engine.dispose()

@@ -1,0 +1,96 @@
+"""Who is calling an API with a bearer token, re-checked against the current state.
+
+A token's signature and expiry are checked locally; then one indexed read confirms that the
+account (or the client) is still active, that the token was not revoked, and that the
+person's SSO session has not ended. A disabled account or a revoked client stops working at
+the next request, not at the token's expiry.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from partage.platform import Platform
+from partage.security.models import (
+    Account,
+    AccountStatus,
+    ClientStatus,
+    OAuthClient,
+    RevokedAccessToken,
+    SsoSession,
+)
+from partage.security.oauth import decode_own_token
+from partage.security.principal import Principal
+from partage.security.scopes import InvalidScope, Scopes
+
+
+class InvalidToken(Exception):
+    """Missing, malformed, expired, revoked, or standing on a disabled account or client."""
+
+
+def principal_from_token(session: Session, platform: Platform, token: str) -> Principal:
+    claims = decode_own_token(platform, token)
+    if claims is None:
+        raise InvalidToken("invalid token")
+    try:
+        scopes = Scopes.parse(str(claims.get("scope", "")))
+    except InvalidScope:
+        raise InvalidToken("invalid token") from None
+    client_id = str(claims.get("client_id", ""))
+    jti = str(claims.get("jti", ""))
+    kind = claims.get("ptype")
+    if kind == "client":
+        row = session.execute(
+            select(OAuthClient.status, OAuthClient.name, RevokedAccessToken.jti)
+            .outerjoin(RevokedAccessToken, RevokedAccessToken.jti == jti)
+            .where(OAuthClient.client_id == client_id)
+        ).first()
+        if row is None or row[0] != ClientStatus.active or row[2] is not None:
+            raise InvalidToken("invalid token")
+        return Principal(kind="client", label=row[1], client_id=client_id, scopes=scopes)
+    if kind == "account":
+        try:
+            account_id = uuid.UUID(str(claims.get("sub")))
+        except ValueError:
+            raise InvalidToken("invalid token") from None
+        sid = claims.get("sid")
+        stmt = (
+            select(
+                Account.status, Account.login, Account.profile, Account.establishment_id,
+                OAuthClient.status, RevokedAccessToken.jti, SsoSession.ended_at, SsoSession.sid,
+            )
+            .join(OAuthClient, OAuthClient.client_id == client_id)
+            .outerjoin(RevokedAccessToken, RevokedAccessToken.jti == jti)
+            .outerjoin(SsoSession, SsoSession.sid == str(sid or ""))
+            .where(Account.id == account_id)
+        )
+        found = session.execute(stmt).first()
+        if (
+            found is None
+            or found[0] != AccountStatus.active
+            or found[4] != ClientStatus.active
+            or found[5] is not None
+            or (sid is not None and (found[7] is None or found[6] is not None))
+        ):
+            raise InvalidToken("invalid token")
+        return Principal(
+            kind="account",
+            label=found[1],
+            account_id=account_id,
+            profile=found[2],
+            establishment_id=found[3],
+            client_id=client_id,
+            scopes=scopes,
+            sid=str(sid) if sid else None,
+        )
+    raise InvalidToken("invalid token")
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization or authorization[:7].lower() != "bearer ":
+        return None
+    token = authorization[7:].strip()
+    return token or None

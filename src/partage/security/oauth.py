@@ -1,0 +1,516 @@
+"""The OAuth 2 / OpenID Connect token service: client authentication, codes, tokens.
+
+Access tokens are short-lived ES256 JWTs. They are self-contained for signature and expiry,
+but every request re-checks the state they stand on (`bearer.py`): the account or client
+still active, the token not revoked, the person's SSO session not ended.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import unquote
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from partage.audit.actions import Actor, record
+from partage.db import utcnow
+from partage.ops.metrics import AUTH_EVENTS
+from partage.platform import Platform
+from partage.security import service
+from partage.security.actions import client_secret_matches
+from partage.security.authn import account_actor
+from partage.security.models import (
+    Account,
+    AuthorizationCode,
+    OAuthClient,
+    RefreshToken,
+    RevokedAccessToken,
+    SsoSession,
+    UsedClientAssertion,
+)
+from partage.security.scopes import InvalidScope, Scopes
+from partage.security.signing import ACCESS_TOKEN_ALG, ID_TOKEN_ALG
+
+JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+MAX_ASSERTION_LIFETIME = timedelta(minutes=10)
+
+
+class OAuthError(Exception):
+    """An RFC 6749 error response."""
+
+    def __init__(self, error: str, description: str, *, status: int = 400) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.status = status
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.error, "error_description": self.description}
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def client_actor(client: OAuthClient) -> Actor:
+    return Actor(kind="client", id=client.client_id, label=client.name)
+
+
+# --- client authentication -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    """What a request to the token endpoint presented to identify its client."""
+
+    authorization: str | None
+    client_id: str | None = None
+    client_secret: str | None = None
+    client_assertion_type: str | None = None
+    client_assertion: str | None = None
+
+
+def authenticate_client(
+    session: Session, platform: Platform, creds: ClientCredentials, *, endpoint: str
+) -> OAuthClient:
+    invalid = OAuthError("invalid_client", "client authentication failed", status=401)
+    if creds.authorization and creds.authorization[:6].lower() == "basic ":
+        try:
+            decoded = base64.b64decode(creds.authorization[6:].strip(), validate=True).decode()
+            raw_id, raw_secret = decoded.split(":", 1)
+        except (ValueError, UnicodeDecodeError):
+            raise invalid from None
+        # RFC 6749 §2.3.1: both parts are form-urlencoded before being joined.
+        client_id, secret = unquote(raw_id), unquote(raw_secret)
+        client = service.get_client(session, client_id=client_id)
+        if client is None or not client.is_active:
+            raise invalid
+        if not client_secret_matches(platform.keyring, client, secret):
+            raise invalid
+        return client
+    if creds.client_assertion is not None:
+        if creds.client_assertion_type != JWT_BEARER_ASSERTION:
+            raise OAuthError("invalid_client", "unsupported client_assertion_type", status=401)
+        return _authenticate_private_key_jwt(session, platform, creds, endpoint=endpoint)
+    if creds.client_id is None:
+        raise invalid
+    client = service.get_client(session, client_id=creds.client_id)
+    if client is None or not client.is_active:
+        raise invalid
+    if creds.client_secret is not None:
+        if not client_secret_matches(platform.keyring, client, creds.client_secret):
+            raise invalid
+        return client
+    if client.token_endpoint_auth_method == "none":
+        return client
+    raise invalid
+
+
+def _unverified_claims(assertion: str) -> dict[str, Any]:
+    try:
+        payload = assertion.split(".")[1]
+        padded = payload + "=" * (-len(payload) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(padded))
+    except (IndexError, ValueError):
+        raise OAuthError("invalid_client", "malformed client assertion", status=401) from None
+    if not isinstance(claims, dict):
+        raise OAuthError("invalid_client", "malformed client assertion", status=401)
+    return claims
+
+
+def _authenticate_private_key_jwt(
+    session: Session, platform: Platform, creds: ClientCredentials, *, endpoint: str
+) -> OAuthClient:
+    invalid = OAuthError("invalid_client", "client assertion rejected", status=401)
+    assertion = creds.client_assertion or ""
+    claims = _unverified_claims(assertion)
+    client_id = creds.client_id or claims.get("iss")
+    if not isinstance(client_id, str):
+        raise invalid
+    client = service.get_client(session, client_id=client_id)
+    if client is None or not client.is_active or not client.jwks:
+        raise invalid
+    try:
+        keys = KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
+        token = jwt.decode(assertion, keys, algorithms=["RS256", "RS384", "ES256", "ES384"])
+    except (JoseError, ValueError, TypeError):
+        raise invalid from None
+    verified = token.claims
+    now = int(utcnow().timestamp())
+    audiences = verified.get("aud")
+    audiences = [audiences] if isinstance(audiences, str) else list(audiences or [])
+    exp = verified.get("exp")
+    jti = verified.get("jti")
+    if (
+        verified.get("iss") != client_id
+        or verified.get("sub") != client_id
+        or not ({endpoint, platform.settings.issuer} & set(audiences))
+        or not isinstance(exp, int)
+        or exp < now
+        or exp > now + MAX_ASSERTION_LIFETIME.total_seconds()
+        or not isinstance(jti, str)
+        or len(jti) > 200
+    ):
+        raise invalid
+    try:
+        with session.begin_nested():
+            session.add(
+                UsedClientAssertion(
+                    client_id=client_id,
+                    jti=jti,
+                    expires_at=datetime.fromtimestamp(exp, tz=utcnow().tzinfo),
+                )
+            )
+    except IntegrityError:
+        raise OAuthError("invalid_client", "client assertion replayed", status=401) from None
+    return client
+
+
+# --- tokens ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    value: str
+    jti: str
+    expires_in: int
+
+
+def issue_access_token(
+    platform: Platform,
+    *,
+    subject: str,
+    client: OAuthClient,
+    scope: Scopes,
+    kind: str,
+    sid: str | None = None,
+) -> IssuedToken:
+    ttl = platform.settings.access_token_ttl_seconds
+    now = int(utcnow().timestamp())
+    jti = secrets.token_urlsafe(16)
+    claims: dict[str, Any] = {
+        "iss": platform.settings.issuer,
+        "aud": platform.settings.issuer,
+        "sub": subject,
+        "client_id": client.client_id,
+        "scope": str(scope),
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+        "jti": jti,
+        # "account" tokens act for a person, "client" tokens for a system.
+        "ptype": kind,
+    }
+    if sid:
+        claims["sid"] = sid
+    key = platform.signing_keys.signing_key(ACCESS_TOKEN_ALG)
+    header = {"alg": ACCESS_TOKEN_ALG, "kid": key.kid, "typ": "at+jwt"}
+    return IssuedToken(jwt.encode(header, claims, key), jti, ttl)
+
+
+def _id_token(
+    platform: Platform,
+    *,
+    account: Account,
+    client: OAuthClient,
+    nonce: str | None,
+    auth_time: datetime,
+    amr: list[str],
+    sid: str | None,
+    access_token: str,
+) -> str:
+    now = int(utcnow().timestamp())
+    at_digest = hashlib.sha256(access_token.encode()).digest()
+    claims: dict[str, Any] = {
+        "iss": platform.settings.issuer,
+        "aud": client.client_id,
+        "sub": str(account.id),
+        "iat": now,
+        "exp": now + platform.settings.access_token_ttl_seconds,
+        "auth_time": int(auth_time.timestamp()),
+        "amr": amr,
+        "at_hash": base64.urlsafe_b64encode(at_digest[:16]).rstrip(b"=").decode(),
+        "name": account.display_name,
+        "preferred_username": account.login,
+        "profile_code": account.profile,
+    }
+    if nonce:
+        claims["nonce"] = nonce
+    if sid:
+        claims["sid"] = sid
+    key = platform.signing_keys.signing_key(ID_TOKEN_ALG)
+    return jwt.encode({"alg": ID_TOKEN_ALG, "kid": key.kid, "typ": "JWT"}, claims, key)
+
+
+def _parse_scope(text: str) -> Scopes:
+    try:
+        return Scopes.parse(text)
+    except InvalidScope as exc:
+        raise OAuthError("invalid_scope", str(exc)) from None
+
+
+def grant_client_credentials(
+    session: Session, platform: Platform, client: OAuthClient, *, scope: str | None
+) -> dict[str, Any]:
+    if "client_credentials" not in client.grant_types:
+        raise OAuthError("unauthorized_client", "this client may not use client_credentials")
+    allowed = Scopes.parse(client.allowed_scopes)
+    requested = _parse_scope(scope) if scope else allowed
+    granted = requested.narrow_to(allowed)
+    granted = Scopes(tuple(r for r in granted.resources if r.context == "system"), frozenset())
+    if not granted.resources:
+        raise OAuthError("invalid_scope", "none of the requested scopes is allowed")
+    token = issue_access_token(
+        platform, subject=client.client_id, client=client, scope=granted, kind="client"
+    )
+    record(session, actor=client_actor(client), action="token.issue",
+           entity_type="OAuthClient", entity_id=client.client_id,
+           detail={"grant": "client_credentials", "scope": str(granted), "jti": token.jti})
+    AUTH_EVENTS.labels("token", "client_credentials").inc()
+    return {
+        "access_token": token.value,
+        "token_type": "Bearer",
+        "expires_in": token.expires_in,
+        "scope": str(granted),
+    }
+
+
+def create_authorization_code(
+    session: Session,
+    platform: Platform,
+    *,
+    client: OAuthClient,
+    sso: SsoSession,
+    redirect_uri: str,
+    scope: Scopes,
+    code_challenge: str,
+    nonce: str | None,
+) -> str:
+    code = secrets.token_urlsafe(32)
+    session.add(
+        AuthorizationCode(
+            code_hash=digest(code),
+            client_id=client.client_id,
+            account_id=sso.account_id,
+            sid=sso.sid,
+            redirect_uri=redirect_uri,
+            scope=str(scope),
+            code_challenge=code_challenge,
+            nonce=nonce,
+            auth_time=sso.auth_time or utcnow(),
+            amr=list(sso.amr),
+            expires_at=utcnow() + timedelta(seconds=platform.settings.authorization_code_ttl_seconds),
+        )
+    )
+    record(session, actor=account_actor(sso.account), action="oauth.authorize",
+           entity_type="OAuthClient", entity_id=client.client_id, detail={"scope": str(scope)})
+    return code
+
+
+def _pkce_matches(verifier: str, challenge: str) -> bool:
+    if not 43 <= len(verifier) <= 128:
+        return False
+    computed = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    return secrets.compare_digest(computed.rstrip(b"=").decode(), challenge)
+
+
+def _user_tokens(
+    session: Session,
+    platform: Platform,
+    *,
+    client: OAuthClient,
+    account: Account,
+    scope: Scopes,
+    sid: str | None,
+    auth_time: datetime,
+    amr: list[str],
+    nonce: str | None,
+    family_id: str | None,
+    grant: str,
+) -> dict[str, Any]:
+    access = issue_access_token(
+        platform, subject=str(account.id), client=client, scope=scope, kind="account", sid=sid
+    )
+    body: dict[str, Any] = {
+        "access_token": access.value,
+        "token_type": "Bearer",
+        "expires_in": access.expires_in,
+        "scope": str(scope),
+    }
+    if scope.has("openid"):
+        body["id_token"] = _id_token(
+            platform, account=account, client=client, nonce=nonce, auth_time=auth_time,
+            amr=amr, sid=sid, access_token=access.value,
+        )
+    if "refresh_token" in client.grant_types:
+        refresh = secrets.token_urlsafe(32)
+        now = utcnow()
+        session.add(
+            RefreshToken(
+                token_hash=digest(refresh),
+                family_id=family_id or secrets.token_urlsafe(16),
+                client_id=client.client_id,
+                account_id=account.id,
+                sid=sid,
+                scope=str(scope),
+                auth_time=auth_time,
+                created_at=now,
+                expires_at=now + timedelta(seconds=platform.settings.refresh_token_ttl_seconds),
+            )
+        )
+        body["refresh_token"] = refresh
+    record(session, actor=account_actor(account), action="token.issue",
+           entity_type="OAuthClient", entity_id=client.client_id,
+           detail={"grant": grant, "scope": str(scope), "jti": access.jti})
+    AUTH_EVENTS.labels("token", grant).inc()
+    return body
+
+
+def grant_authorization_code(
+    session: Session,
+    platform: Platform,
+    client: OAuthClient,
+    *,
+    code: str,
+    redirect_uri: str | None,
+    code_verifier: str | None,
+) -> dict[str, Any]:
+    invalid = OAuthError("invalid_grant", "the authorization code is invalid or expired")
+    if "authorization_code" not in client.grant_types:
+        raise OAuthError("unauthorized_client", "this client may not use authorization_code")
+    row = session.get(AuthorizationCode, digest(code))
+    if row is None or row.client_id != client.client_id:
+        raise invalid
+    if row.used_at is not None:
+        # A replayed code: whatever it gave is suspect (RFC 6749 §4.1.2).
+        session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.sid == row.sid, RefreshToken.client_id == client.client_id)
+            .values(revoked_at=utcnow())
+        )
+        record(session, actor=client_actor(client), action="token.code_replay", outcome="denied",
+               entity_type="OAuthClient", entity_id=client.client_id)
+        raise invalid
+    row.used_at = utcnow()
+    if row.expires_at <= utcnow() or redirect_uri != row.redirect_uri:
+        raise invalid
+    if not code_verifier or not _pkce_matches(code_verifier, row.code_challenge):
+        raise OAuthError("invalid_grant", "PKCE verification failed")
+    account = session.get(Account, row.account_id)
+    if account is None or not account.is_active:
+        raise invalid
+    return _user_tokens(
+        session, platform, client=client, account=account, scope=Scopes.parse(row.scope),
+        sid=row.sid, auth_time=row.auth_time, amr=row.amr, nonce=row.nonce, family_id=None,
+        grant="authorization_code",
+    )
+
+
+def grant_refresh_token(
+    session: Session, platform: Platform, client: OAuthClient, *, refresh_token: str,
+    scope: str | None,
+) -> dict[str, Any]:
+    invalid = OAuthError("invalid_grant", "the refresh token is invalid or expired")
+    row = session.get(RefreshToken, digest(refresh_token))
+    if row is None or row.client_id != client.client_id:
+        raise invalid
+    now = utcnow()
+    if row.used_at is not None:
+        # Reuse of a rotated token: someone else holds the family. Revoke it whole.
+        session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        record(session, actor=client_actor(client), action="token.refresh_reuse",
+               outcome="denied", entity_type="Account", entity_id=str(row.account_id))
+        raise invalid
+    if row.revoked_at is not None or row.expires_at <= now:
+        raise invalid
+    account = session.get(Account, row.account_id)
+    if account is None or not account.is_active:
+        raise invalid
+    if row.sid and not _sso_alive(session, row.sid):
+        raise invalid
+    row.used_at = now
+    granted = Scopes.parse(row.scope)
+    if scope:
+        granted = _parse_scope(scope).narrow_to(granted)
+    return _user_tokens(
+        session, platform, client=client, account=account, scope=granted, sid=row.sid,
+        auth_time=row.auth_time, amr=["pwd"], nonce=None, family_id=row.family_id,
+        grant="refresh_token",
+    )
+
+
+def _sso_alive(session: Session, sid: str) -> bool:
+    ended = session.execute(
+        select(SsoSession.ended_at, SsoSession.expires_at).where(SsoSession.sid == sid)
+    ).first()
+    return ended is not None and ended[0] is None and ended[1] > utcnow()
+
+
+def decode_own_token(platform: Platform, token: str) -> dict[str, Any] | None:
+    """Claims of a token we signed, checked for signature, issuer and time; else None."""
+    if token.count(".") != 2 or len(token) > 8192:
+        return None
+    try:
+        header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+        kid = header.get("kid") if isinstance(header, dict) else None
+        keys = platform.signing_keys.verification_keys(kid if isinstance(kid, str) else None)
+        decoded = jwt.decode(token, keys, algorithms=[ACCESS_TOKEN_ALG])
+    except (JoseError, ValueError, TypeError, UnicodeDecodeError):
+        return None
+    claims = dict(decoded.claims)
+    now = int(utcnow().timestamp())
+    exp, nbf = claims.get("exp"), claims.get("nbf", 0)
+    if (
+        claims.get("iss") != platform.settings.issuer
+        or not isinstance(exp, int)
+        or exp <= now
+        or not isinstance(nbf, int)
+        or nbf > now + 30
+    ):
+        return None
+    return claims
+
+
+def revoke_token(
+    session: Session, platform: Platform, client: OAuthClient, *, token: str
+) -> None:
+    """RFC 7009: revoke a refresh token (its whole family) or an access token (its jti)."""
+    row = session.get(RefreshToken, digest(token))
+    if row is not None:
+        if row.client_id == client.client_id:
+            session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+            record(session, actor=client_actor(client), action="token.revoke",
+                   entity_type="RefreshToken", entity_id=row.family_id)
+        return
+    claims = decode_own_token(platform, token)
+    if claims is None or claims.get("client_id") != client.client_id:
+        return
+    jti = str(claims.get("jti"))
+    if session.get(RevokedAccessToken, jti) is None:
+        session.add(
+            RevokedAccessToken(
+                jti=jti,
+                expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=utcnow().tzinfo),
+            )
+        )
+        record(session, actor=client_actor(client), action="token.revoke",
+               entity_type="AccessToken", entity_id=jti)

@@ -1,0 +1,59 @@
+"""Reads of the security directory. Never commits."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from partage.access.decision import scope_establishment
+from partage.security.models import Account, Establishment, OAuthClient, Territory
+from partage.security.principal import Principal
+
+
+def get_territory(session: Session, *, code: str) -> Territory | None:
+    return session.scalar(select(Territory).where(Territory.code == code))
+
+
+def get_establishment(session: Session, *, code: str) -> Establishment | None:
+    return session.scalar(select(Establishment).where(Establishment.code == code.strip().upper()))
+
+
+def get_account(session: Session, *, login: str) -> Account | None:
+    from partage.security.actions import normalise_login
+
+    return session.scalar(select(Account).where(Account.login == normalise_login(login)))
+
+
+def get_account_by_id(session: Session, *, account_id: uuid.UUID) -> Account | None:
+    return session.get(Account, account_id)
+
+
+def get_client(session: Session, *, client_id: str) -> OAuthClient | None:
+    return session.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
+
+
+def list_establishments(session: Session) -> list[Establishment]:
+    return list(session.scalars(select(Establishment).order_by(Establishment.name)))
+
+
+def list_accounts(
+    session: Session, *, viewer: Principal, query: str = "", limit: int = 200
+) -> list[Account]:
+    stmt = select(Account).order_by(Account.login).limit(limit)
+    narrowed = scope_establishment(viewer)
+    if narrowed is not None:
+        stmt = stmt.where(Account.establishment_id == narrowed)
+    if query:
+        like = f"%{query.strip().casefold()}%"
+        stmt = stmt.where(Account.login.like(like) | Account.display_name.ilike(like))
+    return list(session.scalars(stmt))
+
+
+def list_clients(session: Session, *, viewer: Principal) -> list[OAuthClient]:
+    stmt = select(OAuthClient).order_by(OAuthClient.name)
+    narrowed = scope_establishment(viewer)
+    if narrowed is not None:
+        stmt = stmt.where(OAuthClient.establishment_id == narrowed)
+    return list(session.scalars(stmt))
