@@ -17,6 +17,7 @@ from partage.config import Settings, get_settings
 from partage.ops.middleware import OperationsMiddleware
 from partage.ops.routes import router as ops_router
 from partage.platform import Platform
+from partage.security.api import router as security_api_router
 from partage.security.oidc_api import router as oidc_router
 from partage.web.routes import router as web_router
 
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.mount("/static", StaticFiles(directory=str(static_dir)), name="static")
     app.include_router(ops_router)
     app.include_router(oidc_router)
+    app.include_router(security_api_router)
     app.include_router(web_router)
 
     @app.exception_handler(NotFound)
@@ -62,3 +64,8 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
         )
 
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for servers that build the app in each worker process (settings from env)."""
+    return create_app(get_settings())

@@ -43,7 +43,8 @@ from partage.security.scopes import InvalidScope, Scopes
 from partage.security.signing import ACCESS_TOKEN_ALG, ID_TOKEN_ALG
 
 JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-MAX_ASSERTION_LIFETIME = timedelta(minutes=10)
+# Common client libraries sign assertions valid for an hour; replay is stopped by the jti store.
+MAX_ASSERTION_LIFETIME = timedelta(hours=1)
 
 
 class OAuthError(Exception):

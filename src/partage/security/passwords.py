@@ -81,7 +81,8 @@ def _is_sequence(folded: str) -> bool:
     compact = re.sub(r"[\W_]+", "", folded)
     if len(compact) < 6:
         return False
-    return any(compact in seq or compact in seq[::-1] for seq in _SEQUENCES)
+    # Cyclic: 123456789012 and zabcdef are runs too.
+    return any(compact in seq * 3 or compact in (seq * 3)[::-1] for seq in _SEQUENCES)
 
 
 @cache
@@ -92,12 +93,17 @@ def _common_words() -> tuple[str, ...]:
     return tuple(sorted(words, key=len, reverse=True))
 
 
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "@": "a", "$": "s"})
+
+
 def _only_common_words(folded: str) -> bool:
-    letters = re.sub(r"[^a-z]+", " ", folded.replace("0", "o").replace("1", "i")
-                     .replace("3", "e").replace("4", "a").replace("@", "a").replace("$", "s"))
-    if not letters.strip():
-        return False
-    remainder = letters
-    for word in _common_words():
-        remainder = remainder.replace(word, " ")
-    return not remainder.strip()
+    """True when nothing is left once common words are removed (digits, symbols ignored)."""
+    for variant in (folded, folded.translate(_LEET)):
+        letters = re.sub(r"[^a-z]+", " ", variant)
+        if not letters.strip():
+            continue
+        for word in _common_words():
+            letters = letters.replace(word, " ")
+        if not letters.strip():
+            return True
+    return False

@@ -1,0 +1,30 @@
+"""FastAPI dependencies: the bearer-token principal of an API request."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from partage.db import transaction
+from partage.security.bearer import InvalidToken, bearer_token, principal_from_token
+from partage.security.principal import Principal
+from partage.web.deps import get_platform
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="partage", error="invalid_token"'}
+
+
+def bearer_principal(request: Request) -> Principal:
+    """The caller of an API: refuses a missing, invalid, revoked or disabled token (401)."""
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
+        raise HTTPException(401, "a bearer token is required", headers=_CHALLENGE)
+    platform = get_platform(request)
+    with transaction(platform.read_sessions) as session:
+        try:
+            return principal_from_token(session, platform, token)
+        except InvalidToken:
+            raise HTTPException(401, "the token is not valid", headers=_CHALLENGE) from None
+
+
+BearerPrincipal = Annotated[Principal, Depends(bearer_principal)]

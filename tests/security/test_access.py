@@ -1,0 +1,56 @@
+"""The access decision: deny by default, and one answer for "absent" and "not allowed"."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from partage.access.decision import Action, decide
+from partage.security.models import Profile
+from partage.security.principal import Principal, operator_principal
+from partage.security.scopes import Scopes
+
+
+def person(profile: Profile, establishment: uuid.UUID | None = None) -> Principal:
+    return Principal(kind="account", label="x", account_id=uuid.uuid4(), profile=profile,
+                     establishment_id=establishment)
+
+
+@pytest.mark.parametrize("action", list(Action))
+@pytest.mark.parametrize(
+    "profile",
+    [Profile.hospital_physician, Profile.city_physician, Profile.pharmacist, Profile.nurse,
+     Profile.patient, Profile.identity_vigilance],
+)
+def test_care_profiles_have_no_administration_rights(profile: Profile, action: Action) -> None:
+    assert not decide(person(profile), action).allowed
+
+
+@pytest.mark.parametrize("action", list(Action))
+def test_systems_are_denied_by_default(action: Action) -> None:
+    system = Principal(kind="client", label="EHR", client_id="ehr",
+                       scopes=Scopes.parse("system/*.cruds"))
+    assert not decide(system, action).allowed
+
+
+def test_patient_data_is_denied_to_everyone_until_its_rules_exist() -> None:
+    for principal in (operator_principal(), person(Profile.territory_admin)):
+        assert not decide(principal, Action.patient_data_read).allowed
+
+
+def test_establishment_admins_stay_in_their_establishment() -> None:
+    home, other = uuid.uuid4(), uuid.uuid4()
+    admin = person(Profile.establishment_admin, home)
+    allowed = decide(admin, Action.account_manage, establishment_id=home)
+    assert allowed.allowed and allowed.basis == "establishment_admin"
+    assert not decide(admin, Action.account_manage, establishment_id=other).allowed
+    assert not decide(admin, Action.establishment_manage).allowed
+    assert not decide(admin, Action.client_manage).allowed
+
+
+def test_territory_admins_administer_the_territory() -> None:
+    admin = person(Profile.territory_admin)
+    for action in (Action.establishment_manage, Action.account_manage, Action.client_manage,
+                   Action.audit_read):
+        assert decide(admin, action).allowed
