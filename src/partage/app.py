@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from partage import __version__
 from partage.access.decision import NotFound
 from partage.config import Settings, get_settings
+from partage.ops.logging import configure_logging
 from partage.ops.middleware import OperationsMiddleware
 from partage.ops.routes import router as ops_router
 from partage.platform import Platform
@@ -68,4 +69,6 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
 
 def create_app_from_env() -> FastAPI:
     """Factory for servers that build the app in each worker process (settings from env)."""
-    return create_app(get_settings())
+    settings = get_settings()
+    configure_logging(level=settings.log_level, json_lines=settings.log_json)
+    return create_app(settings)

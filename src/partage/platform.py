@@ -12,6 +12,7 @@ from partage.config import Settings
 from partage.db import make_engine, make_sessionmaker
 from partage.security.keyring import Keyring
 from partage.security.passwords import Passwords
+from partage.security.portal import bootstrap_portal_client
 from partage.security.signing import SigningKeys
 
 AUDIT_CHAIN_PURPOSE = "audit-chain"
@@ -51,8 +52,10 @@ class Platform:
         )
 
     def prepare(self) -> None:
-        """Once the schema is migrated: make sure signing keys exist and load them."""
+        """Once the schema is migrated: make sure signing keys exist and load them, and that
+        the portal is registered as a client of the provider."""
         self.signing_keys.ensure_and_load()
+        bootstrap_portal_client(self.sessions, self.settings)
 
     @property
     def audit_key(self) -> bytes:

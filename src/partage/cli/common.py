@@ -109,3 +109,10 @@ def unit_of_work(platform: Platform) -> Iterator[Session]:
     """One transaction: committed when the command's block succeeds, rolled back otherwise."""
     with cli_errors(), transaction(platform.sessions) as session:
         yield session
+
+
+@contextmanager
+def reading(platform: Platform) -> Iterator[Session]:
+    """A read-only session that never waits for, nor holds, the write lock (long reads)."""
+    with cli_errors(), platform.read_sessions() as session:
+        yield session

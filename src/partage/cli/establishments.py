@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from partage.access.decision import Action, require
 from partage.cli.common import JsonOption, open_platform, operator, out, print_json, unit_of_work
 from partage.security import actions, service
 from partage.security.models import Establishment, EstablishmentKind
@@ -38,7 +39,9 @@ def create(
     ],
     oid: Annotated[
         str | None,
-        typer.Option(help="OID of the establishment's patient ids; derived from the code if absent."),
+        typer.Option(
+            help="OID of the establishment's patient ids; derived from the code if absent."
+        ),
     ] = None,
     finess: Annotated[str | None, typer.Option(help="FINESS number (9 characters).")] = None,
     kind: Annotated[EstablishmentKind, typer.Option(help="Kind of structure.")] = (
@@ -78,6 +81,7 @@ def create(
 def list_(as_json: bool = JsonOption) -> None:
     """List the establishments."""
     with open_platform() as platform, unit_of_work(platform) as session:
+        require(session, operator(), Action.establishment_read, entity_type="Establishment")
         rows = [establishment_json(e) for e in service.list_establishments(session)]
     if as_json:
         print_json(rows)
@@ -85,7 +89,11 @@ def list_(as_json: bool = JsonOption) -> None:
     table = Table("Domain", "Name", "Kind", "FINESS", "City", "Patient id OID")
     for row in rows:
         table.add_row(
-            row["code"], row["name"], row["kind"], row["finess"] or "", row["city"] or "",
+            row["code"],
+            row["name"],
+            row["kind"],
+            row["finess"] or "",
+            row["city"] or "",
             row["patient_id_oid"],
         )
     out.print(table)

@@ -70,9 +70,7 @@ def has_passkeys(session: Session, account: Account) -> bool:
     )
 
 
-def _register_failure(
-    session: Session, platform: Platform, throttle: LoginThrottle
-) -> PasswordOutcome:
+def register_failure(platform: Platform, throttle: LoginThrottle) -> PasswordOutcome:
     now = utcnow()
     throttle.failures += 1
     throttle.last_failure_at = now
@@ -83,7 +81,7 @@ def _register_failure(
     return PasswordOutcome.failed
 
 
-def _throttle(session: Session, login: str) -> LoginThrottle:
+def throttle_for(session: Session, login: str) -> LoginThrottle:
     throttle = session.get(LoginThrottle, login)
     if throttle is None:
         throttle = LoginThrottle(login=login, failures=0)
@@ -99,7 +97,7 @@ def sign_in_with_password(
     session: Session, platform: Platform, *, login: str, password: str
 ) -> PasswordResult:
     login = normalise_login(login)[:120]
-    throttle = _throttle(session, login)
+    throttle = throttle_for(session, login)
     if is_locked(throttle):
         record(session, actor=ANONYMOUS_ACTOR, action="auth.password", outcome="locked",
                entity_type="Login", entity_id=login)
@@ -107,7 +105,7 @@ def sign_in_with_password(
     account = session.scalar(select(Account).where(Account.login == login))
     valid = platform.passwords.verify(account.password_hash if account else None, password)
     if account is None or not valid or not account.is_active:
-        outcome = _register_failure(session, platform, throttle)
+        outcome = register_failure(platform, throttle)
         record(session, actor=ANONYMOUS_ACTOR, action="auth.password", outcome="failure",
                entity_type="Login", entity_id=login,
                detail={"locked": outcome is PasswordOutcome.locked})
@@ -177,7 +175,7 @@ def end_sso_session(session: Session, sso: SsoSession, *, reason: str = "logout"
                entity_type="SsoSession", entity_id=sso.sid, detail={"reason": reason})
 
 
-def _finish_second_factor(sso: SsoSession, method: str) -> None:
+def finish_second_factor(sso: SsoSession, method: str) -> None:
     now = utcnow()
     sso.stage = Stage.complete.value
     sso.amr = [*sso.amr, method, "mfa"]
@@ -214,21 +212,21 @@ def verify_second_factor_totp(
     session: Session, platform: Platform, *, sso: SsoSession, code: str
 ) -> PasswordOutcome:
     account = sso.account
-    throttle = _throttle(session, account.login)
+    throttle = throttle_for(session, account.login)
     if is_locked(throttle):
         record(session, actor=account_actor(account), action="auth.mfa", outcome="locked",
                entity_type="Account", entity_id=str(account.id))
         return PasswordOutcome.locked
     totp = totp_for(platform, account)
     if totp is None or not account.has_totp or not _accept_totp(account, totp, code):
-        outcome = _register_failure(session, platform, throttle)
+        outcome = register_failure(platform, throttle)
         if outcome is PasswordOutcome.locked:
             end_sso_session(session, sso, reason="locked")
         record(session, actor=account_actor(account), action="auth.mfa", outcome="failure",
                entity_type="Account", entity_id=str(account.id), detail={"method": "totp"})
         return outcome
     throttle.failures = 0
-    _finish_second_factor(sso, "otp")
+    finish_second_factor(sso, "otp")
     record(session, actor=account_actor(account), action="auth.mfa", outcome="success",
            entity_type="Account", entity_id=str(account.id), detail={"method": "totp"})
     return PasswordOutcome.signed_in
@@ -268,5 +266,5 @@ def confirm_totp_enrolment(
     record(session, actor=account_actor(account), action="mfa.totp_enrol", outcome="success",
            entity_type="Account", entity_id=str(account.id))
     if sso is not None and sso.stage == Stage.password.value:
-        _finish_second_factor(sso, "otp")
+        finish_second_factor(sso, "otp")
     return True

@@ -8,7 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from partage.access.decision import scope_establishment
-from partage.security.models import Account, Establishment, OAuthClient, Territory
+from partage.db import utcnow
+from partage.security.models import Account, Establishment, LoginThrottle, OAuthClient, Territory
 from partage.security.principal import Principal
 
 
@@ -28,6 +29,22 @@ def get_account(session: Session, *, login: str) -> Account | None:
 
 def get_account_by_id(session: Session, *, account_id: uuid.UUID) -> Account | None:
     return session.get(Account, account_id)
+
+
+def get_establishment_by_id(
+    session: Session, *, establishment_id: uuid.UUID
+) -> Establishment | None:
+    return session.get(Establishment, establishment_id)
+
+
+def locked_logins(session: Session, *, logins: list[str]) -> set[str]:
+    """Which of these logins are locked out now (too many failed sign-ins)."""
+    if not logins:
+        return set()
+    stmt = select(LoginThrottle.login).where(
+        LoginThrottle.login.in_(logins), LoginThrottle.locked_until > utcnow()
+    )
+    return set(session.scalars(stmt))
 
 
 def get_client(session: Session, *, client_id: str) -> OAuthClient | None:

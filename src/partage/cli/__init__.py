@@ -1,0 +1,1 @@
+"""The `partage` command line: operators' tools, the server and the demo territory."""

@@ -1,0 +1,125 @@
+"""`partage serve` and `partage demo`: the HTTP server, alone or on the demo territory."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from partage.app import create_app
+from partage.cli.common import (
+    EXIT_USAGE,
+    fail,
+    load_settings,
+    open_platform,
+    operator,
+    out,
+    unit_of_work,
+)
+from partage.config import Settings
+from partage.demo import DemoTerritory, seed_demo_territory
+from partage.ops.logging import configure_logging
+from partage.platform import Platform
+
+HostOption = Annotated[str, typer.Option(help="Address to listen on.")]
+PortOption = Annotated[int, typer.Option(min=1, max=65535, help="TCP port to listen on.")]
+_ANY_ADDRESS = ("0.0.0.0", "::", "")  # noqa: S104 - only compared against, never bound here
+
+
+def server_settings(host: str, port: int, **overrides: Any) -> Settings:
+    """The settings, with the public address following --host/--port unless configured."""
+    settings = load_settings(**overrides)
+    if "public_url" not in settings.model_fields_set:
+        shown = "127.0.0.1" if host in _ANY_ADDRESS else host
+        if ":" in shown:
+            shown = f"[{shown}]"
+        settings = load_settings(**overrides, public_url=f"http://{shown}:{port}")
+    return settings
+
+
+def run_server(platform: Platform, *, host: str, port: int, workers: int = 1) -> None:
+    settings = platform.settings
+    configure_logging(level=settings.log_level, json_lines=settings.log_json)
+    # Our middleware logs requests without their query strings: uvicorn's access log is off.
+    common: dict[str, Any] = {"host": host, "port": port, "log_config": None, "access_log": False}
+    if workers == 1:
+        uvicorn.run(create_app(settings, platform=platform), **common)
+        return
+    # Each worker process builds its own app from the environment: hand it what the
+    # command line decided. Keys and schema are made here first, so workers never race.
+    platform.prepare()
+    os.environ["PARTAGE_PUBLIC_URL"] = settings.public_url
+    os.environ["PARTAGE_DEMO"] = "true" if settings.demo else "false"
+    uvicorn.run("partage.app:create_app_from_env", factory=True, workers=workers, **common)
+
+
+def serve(
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Worker processes (more than 1: SQLite excluded).")
+    ] = 1,
+) -> None:
+    """Serve HTTP: the API, FHIR, DICOMweb and the portals. Migrates the schema first."""
+    settings = server_settings(host, port)
+    if workers > 1 and settings.is_sqlite:
+        # One SQLite writer at a time: extra processes would only queue on its lock.
+        fail("several workers need PostgreSQL (PARTAGE_DATABASE_URL)", code=EXIT_USAGE)
+    with open_platform(settings, migrate=True) as platform:
+        run_server(platform, host=host, port=port, workers=workers)
+
+
+def demo(
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve once the territory is ready.")
+    ] = True,
+) -> None:
+    """Create the demo territory (if missing), print its logins, and serve it."""
+    settings = server_settings(host, port, demo=True)
+    with open_platform(settings, migrate=True) as platform:
+        with unit_of_work(platform) as session:
+            seeded = seed_demo_territory(session, platform, actor=operator())
+        print_demo(seeded, settings)
+        if serve:
+            run_server(platform, host=host, port=port)
+
+
+def print_demo(seeded: DemoTerritory, settings: Settings) -> None:
+    created = seeded.establishments_created + seeded.accounts_created
+    out.print(
+        f"[bold]{seeded.territory}[/] — demo territory "
+        + (f"created ({created} new records)." if created else "already in place.")
+    )
+    table = Table(
+        "Login", "Profile", "Establishment", "Password", "TOTP secret", title="Demo logins"
+    )
+    for login in seeded.logins:
+        table.add_row(
+            login.login,
+            login.profile.value,
+            login.establishment or "",
+            login.password,
+            login.totp_secret or ("none (patient)" if not login.profile.requires_mfa else "reset"),
+        )
+    for column in table.columns:
+        # A secret cut with an ellipsis would be useless: fold rather than truncate.
+        column.overflow = "fold"
+    # Not a terminal (a pipe, a log): wide enough that no secret is ever split.
+    wide = out if out.is_terminal else Console(highlight=False, width=max(out.width, 140))
+    wide.print(table)
+    out.print(
+        "Second factor: add the TOTP secret to any authenticator app, or run "
+        "`oathtool --totp -b SECRET`."
+    )
+    out.print(f"Example system client: client_id [bold]{seeded.client_id}[/]", end="")
+    if seeded.client_secret:
+        out.print(f", client_secret [bold]{seeded.client_secret}[/] (shown only once)")
+    else:
+        out.print(" (its secret was shown when it was created)")
+    out.print(f"Open [bold]{settings.public_url}/[/] to sign in.")
