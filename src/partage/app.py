@@ -20,9 +20,11 @@ from partage.ops.routes import router as ops_router
 from partage.platform import Platform
 from partage.security.api import router as security_api_router
 from partage.security.oidc_api import router as oidc_router
+from partage.web.pages import error_page, wants_html
 from partage.web.routes import router as web_router
 
 log = logging.getLogger(__name__)
+HTML_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 422: "invalid_request"}
 
 
 def create_app(settings: Settings | None = None, *, platform: Platform | None = None) -> FastAPI:
@@ -46,12 +48,17 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(security_api_router)
     app.include_router(web_router)
 
+    # People's browsers get readable pages in their language; programs get JSON.
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound) -> Response:
+        if wants_html(request):
+            return error_page(request, "not_found", 404)
         return JSONResponse({"detail": "Not found"}, status_code=404)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        if wants_html(request):
+            return error_page(request, "invalid_request", 422)
         errors = [
             {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
             for e in exc.errors()
@@ -60,6 +67,11 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if wants_html(request) and exc.status_code >= 400:
+            code = HTML_ERROR_CODES.get(exc.status_code, "error")
+            page = error_page(request, code, exc.status_code)
+            page.headers.update(exc.headers or {})
+            return page
         return JSONResponse(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )

@@ -6,7 +6,6 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from sqlalchemy.orm import Session
 
 from partage.access.decision import Action, require
@@ -14,10 +13,12 @@ from partage.cli.common import (
     EXIT_USAGE,
     JsonOption,
     fail,
+    new_table,
     open_platform,
     operator,
     out,
     print_json,
+    print_table,
     unit_of_work,
 )
 from partage.security import actions, service
@@ -134,7 +135,7 @@ def list_(
     if as_json:
         print_json(rows)
         return
-    table = Table("Login", "Name", "Profile", "Establishment", "Status", "TOTP", "Last sign-in")
+    table = new_table("Login", "Name", "Profile", "Establishment", "Status", "TOTP", "Last sign-in")
     for row in rows:
         table.add_row(
             row["login"],
@@ -145,7 +146,7 @@ def list_(
             "yes" if row["totp_enrolled"] else "no",
             (row["last_login_at"] or "")[:16],
         )
-    out.print(table)
+    print_table(table)
 
 
 @app.command("disable")

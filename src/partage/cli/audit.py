@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from partage.access.decision import Action, require
 from partage.audit.models import AuditEvent
@@ -14,10 +13,12 @@ from partage.cli.common import (
     EXIT_FAILURE,
     JsonOption,
     err,
+    new_table,
     open_platform,
     operator,
     out,
     print_json,
+    print_table,
     reading,
 )
 
@@ -83,7 +84,7 @@ def tail(
     if as_json:
         print_json(rows)
         return
-    table = Table("Seq", "When (UTC)", "Actor", "Action", "Outcome", "Entity", "Basis")
+    table = new_table("Seq", "When (UTC)", "Actor", "Action", "Outcome", "Entity", "Basis")
     for row in rows:
         actor = row["actor_label"] or row["actor_id"] or ""
         entity = " ".join(str(part) for part in (row["entity_type"], row["entity_id"]) if part)
@@ -96,4 +97,4 @@ def tail(
             entity,
             row["basis"] or "",
         )
-    out.print(table)
+    print_table(table)

@@ -8,17 +8,18 @@ from typing import Annotated, Any
 
 import typer
 from rich.panel import Panel
-from rich.table import Table
 
 from partage.access.decision import Action, require
 from partage.cli.common import (
     EXIT_USAGE,
     JsonOption,
     fail,
+    new_table,
     open_platform,
     operator,
     out,
     print_json,
+    print_table,
     unit_of_work,
 )
 from partage.security import actions, service
@@ -131,7 +132,7 @@ def list_(as_json: bool = JsonOption) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table("client_id", "Name", "Scopes", "Authentication", "Status")
+    table = new_table("client_id", "Name", "Scopes", "Authentication", "Status")
     for row in rows:
         table.add_row(
             row["client_id"],
@@ -140,7 +141,7 @@ def list_(as_json: bool = JsonOption) -> None:
             row["token_endpoint_auth_method"],
             row["status"],
         )
-    out.print(table)
+    print_table(table)
 
 
 @app.command("revoke")

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.table import Column, Table
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -33,6 +34,17 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+
+
+def new_table(*headers: str, title: str | None = None) -> Table:
+    """A table that folds long values (OIDs, secrets) rather than cutting them short."""
+    return Table(*(Column(header, overflow="fold") for header in headers), title=title)
+
+
+def print_table(table: Table) -> None:
+    # Not a terminal (a pipe, a log file): wide enough that ids and secrets stay on one line.
+    console = out if out.is_terminal else Console(highlight=False, width=max(out.width, 200))
+    console.print(table)
 
 
 def fail(message: str, *, code: int = EXIT_FAILURE) -> NoReturn:

@@ -5,10 +5,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from partage.access.decision import Action, require
-from partage.cli.common import JsonOption, open_platform, operator, out, print_json, unit_of_work
+from partage.cli.common import (
+    JsonOption,
+    new_table,
+    open_platform,
+    operator,
+    out,
+    print_json,
+    print_table,
+    unit_of_work,
+)
 from partage.security import actions, service
 from partage.security.models import Establishment, EstablishmentKind
 
@@ -86,7 +94,7 @@ def list_(as_json: bool = JsonOption) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table("Domain", "Name", "Kind", "FINESS", "City", "Patient id OID")
+    table = new_table("Domain", "Name", "Kind", "FINESS", "City", "Patient id OID")
     for row in rows:
         table.add_row(
             row["code"],
@@ -96,4 +104,4 @@ def list_(as_json: bool = JsonOption) -> None:
             row["city"] or "",
             row["patient_id_oid"],
         )
-    out.print(table)
+    print_table(table)

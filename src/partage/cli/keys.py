@@ -33,4 +33,5 @@ def rotate() -> None:
             detail={"new_kids": kids},
         )
     out.print(f"New signing keys: {', '.join(kids)}.")
-    out.print(f"The previous keys stay published for {publish_for}.")
+    hours = publish_for.total_seconds() / 3600
+    out.print(f"The previous keys stay published for {hours:g} hours.")

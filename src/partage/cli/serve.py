@@ -7,21 +7,21 @@ from typing import Annotated, Any
 
 import typer
 import uvicorn
-from rich.console import Console
-from rich.table import Table
 
 from partage.app import create_app
 from partage.cli.common import (
     EXIT_USAGE,
     fail,
     load_settings,
+    new_table,
     open_platform,
     operator,
     out,
+    print_table,
     unit_of_work,
 )
 from partage.config import Settings
-from partage.demo import DemoTerritory, seed_demo_territory
+from partage.demo import DEMO_CLIENT_NAME, DemoTerritory, seed_demo_territory
 from partage.ops.logging import configure_logging
 from partage.platform import Platform
 
@@ -91,35 +91,41 @@ def demo(
 
 
 def print_demo(seeded: DemoTerritory, settings: Settings) -> None:
-    created = seeded.establishments_created + seeded.accounts_created
-    out.print(
-        f"[bold]{seeded.territory}[/] — demo territory "
-        + (f"created ({created} new records)." if created else "already in place.")
-    )
-    table = Table(
+    if seeded.establishments_created or seeded.accounts_created:
+        status = (
+            f"created {seeded.establishments_created} establishments and "
+            f"{seeded.accounts_created} accounts"
+        )
+    else:
+        status = "already in place, nothing created"
+    out.print(f"[bold]{seeded.territory}[/] (demo territory): {status}.", soft_wrap=True)
+    table = new_table(
         "Login", "Profile", "Establishment", "Password", "TOTP secret", title="Demo logins"
     )
     for login in seeded.logins:
+        if login.totp_secret:
+            second_factor = login.totp_secret
+        elif login.profile.requires_mfa:
+            second_factor = "enrol at first sign-in"
+        else:
+            second_factor = "none (patient)"
         table.add_row(
             login.login,
             login.profile.value,
             login.establishment or "",
             login.password,
-            login.totp_secret or ("none (patient)" if not login.profile.requires_mfa else "reset"),
+            second_factor,
         )
-    for column in table.columns:
-        # A secret cut with an ellipsis would be useless: fold rather than truncate.
-        column.overflow = "fold"
-    # Not a terminal (a pipe, a log): wide enough that no secret is ever split.
-    wide = out if out.is_terminal else Console(highlight=False, width=max(out.width, 140))
-    wide.print(table)
-    out.print(
-        "Second factor: add the TOTP secret to any authenticator app, or run "
-        "`oathtool --totp -b SECRET`."
-    )
-    out.print(f"Example system client: client_id [bold]{seeded.client_id}[/]", end="")
+    print_table(table)
+    lines = [
+        "Second factor: add the TOTP secret to any authenticator app, "
+        "or run `oathtool --totp -b SECRET`.",
+        f"Example system client ({DEMO_CLIENT_NAME}): client_id [bold]{seeded.client_id}[/]",
+    ]
     if seeded.client_secret:
-        out.print(f", client_secret [bold]{seeded.client_secret}[/] (shown only once)")
+        lines.append(f"  client_secret [bold]{seeded.client_secret}[/] (shown only this once)")
     else:
-        out.print(" (its secret was shown when it was created)")
-    out.print(f"Open [bold]{settings.public_url}/[/] to sign in.")
+        lines.append("  (its secret was shown once, when it was created)")
+    lines.append(f"Open [bold]{settings.public_url}/[/] to sign in.")
+    for line in lines:
+        out.print(line, soft_wrap=True)

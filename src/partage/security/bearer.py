@@ -62,6 +62,7 @@ def principal_from_token(session: Session, platform: Platform, token: str) -> Pr
                 Account.status, Account.login, Account.profile, Account.establishment_id,
                 OAuthClient.status, RevokedAccessToken.jti, SsoSession.ended_at, SsoSession.sid,
             )
+            .select_from(Account)
             .join(OAuthClient, OAuthClient.client_id == client_id)
             .outerjoin(RevokedAccessToken, RevokedAccessToken.jti == jti)
             .outerjoin(SsoSession, SsoSession.sid == str(sid or ""))

@@ -61,22 +61,32 @@ def ensure_portal_client(session: Session, settings: Settings) -> OAuthClient:
             name=PORTAL_CLIENT_NAME,
             secret_hash=None,
             jwks=None,
-            token_endpoint_auth_method="none",
+            token_endpoint_auth_method="none",  # noqa: S106 - a method name, not a secret
             redirect_uris=[redirect_uri],
             grant_types=["authorization_code"],
             allowed_scopes=PORTAL_SCOPES,
             trusted=True,
         )
         session.add(client)
-        record(session, actor=SYSTEM_ACTOR, action="client.bootstrap",
-               entity_type="OAuthClient", entity_id=PORTAL_CLIENT_ID,
-               detail={"redirect_uri": redirect_uri})
+        record(
+            session,
+            actor=SYSTEM_ACTOR,
+            action="client.bootstrap",
+            entity_type="OAuthClient",
+            entity_id=PORTAL_CLIENT_ID,
+            detail={"redirect_uri": redirect_uri},
+        )
     elif client.redirect_uris != [redirect_uri] or client.allowed_scopes != PORTAL_SCOPES:
         client.redirect_uris = [redirect_uri]
         client.allowed_scopes = PORTAL_SCOPES
-        record(session, actor=SYSTEM_ACTOR, action="client.bootstrap",
-               entity_type="OAuthClient", entity_id=PORTAL_CLIENT_ID,
-               detail={"redirect_uri": redirect_uri, "updated": True})
+        record(
+            session,
+            actor=SYSTEM_ACTOR,
+            action="client.bootstrap",
+            entity_type="OAuthClient",
+            entity_id=PORTAL_CLIENT_ID,
+            detail={"redirect_uri": redirect_uri, "updated": True},
+        )
     return client
 
 
@@ -156,8 +166,13 @@ def seal_flow(keyring: Keyring, flow: SignInFlow) -> str:
     return sign_value(
         keyring,
         FLOW_PURPOSE,
-        {"s": flow.state, "n": flow.nonce, "v": flow.code_verifier, "r": flow.return_to,
-         "exp": expires},
+        {
+            "s": flow.state,
+            "n": flow.nonce,
+            "v": flow.code_verifier,
+            "r": flow.return_to,
+            "exp": expires,
+        },
     )
 
 
@@ -172,7 +187,7 @@ def open_flow(keyring: Keyring, value: str | None) -> SignInFlow | None:
     return SignInFlow(state, nonce, verifier, return_to)
 
 
-class InvalidIdToken(Exception):
+class InvalidIdTokenError(Exception):
     """The id_token is not ours, not for the portal, expired or for another sign-in."""
 
 
@@ -191,10 +206,13 @@ def validate_id_token(
         keys = signing_keys.verification_keys(kid if isinstance(kid, str) else None)
         claims = dict(jwt.decode(id_token, keys, algorithms=[ID_TOKEN_ALG]).claims)
     except (JoseError, ValueError, TypeError, IndexError, UnicodeDecodeError):
-        raise InvalidIdToken("unreadable id_token") from None
+        raise InvalidIdTokenError("unreadable id_token") from None
     now = int(utcnow().timestamp())
     expires, got_nonce, sid, subject = (
-        claims.get("exp"), claims.get("nonce"), claims.get("sid"), claims.get("sub"),
+        claims.get("exp"),
+        claims.get("nonce"),
+        claims.get("sid"),
+        claims.get("sub"),
     )
     if (
         claims.get("iss") != settings.issuer
@@ -206,11 +224,11 @@ def validate_id_token(
         or not isinstance(sid, str)
         or not isinstance(subject, str)
     ):
-        raise InvalidIdToken("id_token claims rejected")
+        raise InvalidIdTokenError("id_token claims rejected")
     try:
         account_id = uuid.UUID(subject)
     except ValueError:
-        raise InvalidIdToken("id_token subject is not an account") from None
+        raise InvalidIdTokenError("id_token subject is not an account") from None
     return PortalIdentity(account_id, sid)
 
 
@@ -260,3 +278,7 @@ def live_sso_session(
     if now - sso.last_seen_at > TOUCH_EVERY:
         sso.last_seen_at = now
     return sso
+
+
+def get_sso_session(session: Session, *, sid: str) -> SsoSession | None:
+    return session.scalar(select(SsoSession).where(SsoSession.sid == sid))

@@ -37,7 +37,10 @@ def login_csrf_token(request: Request, settings: Settings) -> str:
 
 def set_login_csrf_cookie(response: Response, settings: Settings, token: str) -> None:
     set_private_cookie(
-        response, settings, host_cookie_name(settings, LOGIN_CSRF_COOKIE), token,
+        response,
+        settings,
+        host_cookie_name(settings, LOGIN_CSRF_COOKIE),
+        token,
         same_site="strict",
     )
 

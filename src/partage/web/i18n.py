@@ -23,7 +23,7 @@ LANG_COOKIE = "lang"
 LANGUAGE_NAMES = {"fr": "Français", "en": "English"}
 
 
-def N_(message: str) -> str:
+def N_(message: str) -> str:  # noqa: N802 - the gettext convention for a no-op marker
     """Mark a message for extraction; it is translated where it is shown."""
     return message
 

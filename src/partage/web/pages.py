@@ -23,13 +23,17 @@ MAX_NEXT_LENGTH = 4096
 ERROR_MESSAGES: dict[str, tuple[str, str]] = {
     "unknown_client": (
         N_("Unknown application"),
-        N_("The application that sent you here is not registered with Partage, or it has "
-           "been revoked. Contact its publisher or your administrator."),
+        N_(
+            "The application that sent you here is not registered with Partage, or it has "
+            "been revoked. Contact its publisher or your administrator."
+        ),
     ),
     "bad_redirect_uri": (
         N_("Invalid return address"),
-        N_("The application that sent you here gave a return address it is not allowed to "
-           "use. For your safety, the sign-in stops here."),
+        N_(
+            "The application that sent you here gave a return address it is not allowed to "
+            "use. For your safety, the sign-in stops here."
+        ),
     ),
     "not_found": (
         N_("Page not found"),
@@ -41,13 +45,14 @@ ERROR_MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "csrf": (
         N_("Form expired"),
-        N_("This form has expired or did not come from Partage. Reload the page and try "
-           "again."),
+        N_("This form has expired or did not come from Partage. Reload the page and try again."),
     ),
     "sign_in_expired": (
         N_("Sign-in expired"),
-        N_("The sign-in took too long or was started in another tab. Start again from the "
-           "home page."),
+        N_(
+            "The sign-in took too long or was started in another tab. Start again from the "
+            "home page."
+        ),
     ),
     "sign_in_failed": (
         N_("Sign-in failed"),
@@ -68,9 +73,7 @@ def request_locale(request: Request) -> str:
     cached = getattr(request.state, "locale", None)
     if isinstance(cached, str):
         return cached
-    locale = choose_locale(
-        request.cookies.get(LANG_COOKIE), request.headers.get("accept-language")
-    )
+    locale = choose_locale(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
     request.state.locale = locale
     return locale
 

@@ -1,3 +1,12 @@
+"""The portals' pages, gathered for the application."""
+
+from __future__ import annotations
+
 from fastapi import APIRouter
 
+from partage.web import admin, auth_pages, portal
+
 router = APIRouter()
+router.include_router(auth_pages.router)
+router.include_router(portal.router)
+router.include_router(admin.router)

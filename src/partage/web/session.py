@@ -132,11 +132,16 @@ def sign_in_redirect(request: Request, return_to: str = "/") -> Response:
         response: Response = Response(status_code=200, headers={"HX-Redirect": return_to})
     else:
         flow = portal.new_sign_in_flow(return_to)
-        response = RedirectResponse(authorize_url(settings, flow), status_code=303,
-                                    headers=NO_STORE)
+        response = RedirectResponse(
+            authorize_url(settings, flow), status_code=303, headers=NO_STORE
+        )
         set_private_cookie(
-            response, settings, flow_cookie_name(settings), portal.seal_flow(platform.keyring, flow),
-            path=FLOW_COOKIE_PATH, max_age=portal.FLOW_TTL_SECONDS,
+            response,
+            settings,
+            flow_cookie_name(settings),
+            portal.seal_flow(platform.keyring, flow),
+            path=FLOW_COOKIE_PATH,
+            max_age=portal.FLOW_TTL_SECONDS,
         )
     drop_cookie(response, settings, portal_cookie_name(settings))
     return response
