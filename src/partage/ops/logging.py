@@ -25,7 +25,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        request_id = request_id_var.get()
+        request_id = getattr(record, "request_id", None) or request_id_var.get()
         if request_id:
             payload["request_id"] = request_id
         for key, value in record.__dict__.items():
@@ -47,6 +47,9 @@ def configure_logging(*, level: str = "INFO", json_lines: bool = True) -> None:
     root.setLevel(level.upper())
     # Uvicorn's own access log prints full URLs with their query strings: ours replaces it.
     logging.getLogger("uvicorn.access").disabled = True
+    # Outbound HTTP clients log full URLs at INFO; URLs may carry codes or search terms.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -79,6 +79,7 @@ class OperationsMiddleware:
             log.info(
                 "request",
                 extra={
+                    "request_id": request_id,
                     "method": method,
                     "route": route,
                     "status": status,
