@@ -54,3 +54,13 @@ def test_territory_admins_administer_the_territory() -> None:
     for action in (Action.establishment_manage, Action.account_manage, Action.client_manage,
                    Action.audit_read):
         assert decide(admin, action).allowed
+
+
+def test_establishment_admins_cannot_make_or_touch_territory_admins() -> None:
+    home = uuid.uuid4()
+    admin = person(Profile.establishment_admin, home)
+    for action in (Action.account_manage, Action.account_read):
+        assert not decide(admin, action, establishment_id=home,
+                          target_profile=Profile.territory_admin).allowed
+    assert decide(admin, Action.account_manage, establishment_id=home,
+                  target_profile=Profile.hospital_physician).allowed

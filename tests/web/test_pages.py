@@ -228,6 +228,23 @@ def test_establishment_admin_sees_only_their_establishment(
     assert refused.status_code == 404
     assert "Page introuvable" in refused.text
 
+    # A hand-made form cannot make a territory administrator either.
+    climbing = client.post(
+        "/admin/accounts",
+        data={
+            "csrf_token": csrf_of(page),
+            "login": "escalade-" + own.code.lower(),
+            "display_name": "Escalade",
+            "profile": "territory_admin",
+            "establishment": own.code,
+            "password": TEST_PASSWORD,
+        },
+        headers=HTML,
+    )
+    assert climbing.status_code == 404
+    with transaction(platform.sessions) as session:
+        assert service.get_account(session, login="escalade-" + own.code.lower()) is None
+
 
 def test_language_switch_and_browser_preference(client: TestClient) -> None:
     french = login_form(client)

@@ -66,9 +66,16 @@ _ESTABLISHMENT_ADMIN_ACTIONS = frozenset(
 
 
 def decide(
-    principal: Principal, action: Action, *, establishment_id: uuid.UUID | None = None
+    principal: Principal,
+    action: Action,
+    *,
+    establishment_id: uuid.UUID | None = None,
+    target_profile: str | None = None,
 ) -> Decision:
-    """Allow or deny, with the legal or organisational basis of an allowance."""
+    """Allow or deny, with the legal or organisational basis of an allowance.
+
+    `target_profile` is the profile of the account an account action creates or changes.
+    """
     if action is Action.patient_data_read:
         return Decision(False, None, "no patient-data rule is in force yet")
     if principal.kind == "operator":
@@ -78,6 +85,9 @@ def decide(
     if principal.profile is Profile.territory_admin and action in _TERRITORY_ADMIN_ACTIONS:
         return Decision(True, Basis.territory_admin, "territory administrator")
     if principal.profile is Profile.establishment_admin and action in _ESTABLISHMENT_ADMIN_ACTIONS:
+        if target_profile == Profile.territory_admin:
+            # No climbing above one's own rights: territory administrators are the territory's.
+            return Decision(False, None, "a territory administrator is managed by the territory")
         # Only within their own establishment; a listing is narrowed by `scope_establishment`.
         if establishment_id is None or establishment_id == principal.establishment_id:
             return Decision(True, Basis.establishment_admin, "administrator of the establishment")
@@ -100,9 +110,12 @@ def require(
     entity_type: str | None = None,
     entity_id: str | None = None,
     establishment_id: uuid.UUID | None = None,
+    target_profile: str | None = None,
 ) -> Decision:
     """Allow, or record the denial (committed: it must outlive the failed request) and raise."""
-    decision = decide(principal, action, establishment_id=establishment_id)
+    decision = decide(
+        principal, action, establishment_id=establishment_id, target_profile=target_profile
+    )
     if decision.allowed:
         return decision
     session.rollback()

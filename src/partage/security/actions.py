@@ -144,6 +144,7 @@ def create_account(
         Action.account_manage,
         entity_type="Account",
         establishment_id=establishment.id if establishment else None,
+        target_profile=profile,
     )
     login = normalise_login(login)
     display_name = display_name.strip()
@@ -214,6 +215,7 @@ def set_account_status(
         entity_type="Account",
         entity_id=str(account.id),
         establishment_id=account.establishment_id,
+        target_profile=account.profile,
     )
     if active:
         account.status = AccountStatus.active
@@ -244,6 +246,7 @@ def unlock_account(session: Session, *, actor: Principal, account: Account) -> N
         entity_type="Account",
         entity_id=str(account.id),
         establishment_id=account.establishment_id,
+        target_profile=account.profile,
     )
     throttle = session.get(LoginThrottle, account.login)
     if throttle is not None:
@@ -268,6 +271,7 @@ def reset_second_factor(session: Session, *, actor: Principal, account: Account)
         entity_type="Account",
         entity_id=str(account.id),
         establishment_id=account.establishment_id,
+        target_profile=account.profile,
     )
     account.totp_secret_sealed = None
     account.totp_confirmed_at = None

@@ -31,12 +31,6 @@ def get_account_by_id(session: Session, *, account_id: uuid.UUID) -> Account | N
     return session.get(Account, account_id)
 
 
-def get_establishment_by_id(
-    session: Session, *, establishment_id: uuid.UUID
-) -> Establishment | None:
-    return session.get(Establishment, establishment_id)
-
-
 def locked_logins(session: Session, *, logins: list[str]) -> set[str]:
     """Which of these logins are locked out now (too many failed sign-ins)."""
     if not logins:
