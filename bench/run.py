@@ -43,25 +43,50 @@ def _free_port() -> int:
 
 
 def _prepare(data_dir: Path, database_url: str, port: int) -> tuple[Platform, str, str]:
-    settings = Settings(data_dir=data_dir, database_url=database_url,
-                        public_url=f"http://127.0.0.1:{port}")
+    settings = Settings(
+        data_dir=data_dir, database_url=database_url, public_url=f"http://127.0.0.1:{port}"
+    )
     platform = Platform.create(settings)
     upgrade(platform.engine)
     platform.prepare()
     with transaction(platform.sessions) as session:
-        created = actions.create_client(session, platform.keyring, actor=operator_principal(),
-                                        name="Bench EHR", scopes="system/*.rs")
+        created = actions.create_client(
+            session,
+            platform.keyring,
+            actor=operator_principal(),
+            name="Bench EHR",
+            scopes="system/*.rs",
+        )
     assert created.client_secret is not None
     return platform, created.client.client_id, created.client_secret
 
 
-def _start_server(data_dir: Path, database_url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PARTAGE_DATA_DIR": str(data_dir), "PARTAGE_DATABASE_URL": database_url,
-           "PARTAGE_PUBLIC_URL": f"http://127.0.0.1:{port}", "PARTAGE_LOG_LEVEL": "WARNING"}
+def _start_server(
+    data_dir: Path, database_url: str, port: int, workers: int
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PARTAGE_DATA_DIR": str(data_dir),
+        "PARTAGE_DATABASE_URL": database_url,
+        "PARTAGE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "PARTAGE_LOG_LEVEL": "WARNING",
+    }
     server = subprocess.Popen(
-        [sys.executable, "-m", "partage", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "partage",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -107,8 +132,15 @@ def bench_token_endpoint(database_url: str, requests: int, workers: int, concurr
         platform.close()
         server = _start_server(data_dir, url, port, workers)
         try:
-            elapsed = asyncio.run(_hammer(f"http://127.0.0.1:{port}/oauth2/token", client_id,
-                                          secret, requests, concurrency))
+            elapsed = asyncio.run(
+                _hammer(
+                    f"http://127.0.0.1:{port}/oauth2/token",
+                    client_id,
+                    secret,
+                    requests,
+                    concurrency,
+                )
+            )
         finally:
             server.terminate()
             server.wait(timeout=10)
@@ -125,8 +157,9 @@ def bench_validation(database_url: str, iterations: int) -> tuple[float, float]:
         from partage.app import create_app
 
         with TestClient(create_app(platform.settings, platform=platform)) as http:
-            token = http.post("/oauth2/token", data={"grant_type": "client_credentials"},
-                              auth=(client_id, secret)).json()["access_token"]
+            token = http.post(
+                "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+            ).json()["access_token"]
         timings: list[float] = []
         for _ in range(iterations):
             started = time.perf_counter()
@@ -139,9 +172,14 @@ def bench_validation(database_url: str, iterations: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--database-url", default=os.environ.get("PARTAGE_BENCH_DATABASE_URL", ""),
-                        help="PostgreSQL URL to bench on (default: embedded SQLite)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("PARTAGE_BENCH_DATABASE_URL", ""),
+        help="PostgreSQL URL to bench on (default: embedded SQLite)",
+    )
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
@@ -151,13 +189,18 @@ def main() -> None:
     print(f"Partage spine benchmarks — {backend}, {os.cpu_count()} CPUs")
 
     rate = bench_token_endpoint(args.database_url, args.requests, args.workers, args.concurrency)
-    print(f"token endpoint (client_credentials, {args.workers} workers, {args.concurrency} "
-          f"concurrent clients): {rate:,.0f} tokens/s — target {TOKENS_PER_SECOND_TARGET:.0f}/s, "
-          f"ratio {rate / TOKENS_PER_SECOND_TARGET:.2f}×")
+    print(
+        f"token endpoint (client_credentials, {args.workers} workers, {args.concurrency} "
+        f"concurrent clients): {rate:,.0f} tokens/s — target {TOKENS_PER_SECOND_TARGET:.0f}/s, "
+        f"ratio {rate / TOKENS_PER_SECOND_TARGET:.2f}×"
+    )
 
     p50, p95 = bench_validation(args.database_url, args.iterations)
-    print(f"bearer validation (signature + state re-check): p50 {p50:.3f} ms, p95 {p95:.3f} ms — "
-          f"target p95 ≤ {VALIDATION_P95_TARGET_MS:.1f} ms, ratio {VALIDATION_P95_TARGET_MS / p95:.2f}×")
+    print(
+        f"bearer validation (signature + state re-check): p50 {p50:.3f} ms, "
+        f"p95 {p95:.3f} ms — target p95 ≤ {VALIDATION_P95_TARGET_MS:.1f} ms, "
+        f"ratio {VALIDATION_P95_TARGET_MS / p95:.2f}×"
+    )
 
 
 if __name__ == "__main__":

@@ -125,8 +125,9 @@ def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def live_server(app, server_port: int) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The app served by uvicorn on a real loopback socket."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=server_port, log_config=None,
-                            access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=server_port, log_config=None, access_log=False, lifespan="off"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

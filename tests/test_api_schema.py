@@ -11,6 +11,7 @@ from partage.app import create_app
 from partage.platform import Platform
 from tests.conftest import build_platform, free_port
 
+
 def _schema_app() -> FastAPI:
     import tempfile
     from pathlib import Path
@@ -24,8 +25,11 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _schema_app())
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 def test_no_server_error(case: schemathesis.Case) -> None:
     case.call_and_validate(checks=[not_a_server_error])
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
@@ -20,8 +22,14 @@ ACTOR = Actor(kind="system", label="test")
 def _write_events(platform: Platform, count: int) -> None:
     for n in range(count):
         with transaction(platform.sessions) as session:
-            record(session, actor=ACTOR, action="test.event", entity_type="Thing",
-                   entity_id=str(n), detail={"n": n, "texte": "élément"})
+            record(
+                session,
+                actor=ACTOR,
+                action="test.event",
+                entity_type="Thing",
+                entity_id=str(n),
+                detail={"n": n, "texte": "élément"},
+            )
 
 
 def _verify(platform: Platform) -> tuple[bool, int | None, int]:
@@ -63,7 +71,7 @@ def test_events_chain_and_verify(fresh_platform: Platform) -> None:
     with transaction(fresh_platform.read_sessions) as session:
         rows = list(session.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
     assert [r.seq for r in rows] == [1, 2, 3, 4, 5]
-    assert all(later.prev_hash == earlier.hash for earlier, later in zip(rows, rows[1:], strict=False))
+    assert all(later.prev_hash == earlier.hash for earlier, later in itertools.pairwise(rows))
     assert rows[0].detail == {"n": 0, "texte": "élément"}
 
 
@@ -80,8 +88,10 @@ def test_rolled_back_actions_leave_no_audit_row(fresh_platform: Platform) -> Non
 
 def test_the_trail_is_append_only(fresh_platform: Platform) -> None:
     _write_events(fresh_platform, 2)
-    for statement in ("UPDATE audit_events SET action = 'x' WHERE seq = 1",
-                      "DELETE FROM audit_events WHERE seq = 1"):
+    for statement in (
+        "UPDATE audit_events SET action = 'x' WHERE seq = 1",
+        "DELETE FROM audit_events WHERE seq = 1",
+    ):
         with pytest.raises(DBAPIError), fresh_platform.engine.begin() as connection:
             connection.execute(text(statement))
     assert _verify(fresh_platform)[0]
@@ -91,7 +101,9 @@ def test_a_modified_row_is_detected_by_the_command(fresh_platform: Platform) -> 
     _write_events(fresh_platform, 6)
     code, output = _cli_verify(fresh_platform)
     assert code == 0, output
-    _bypass_append_only(fresh_platform, "UPDATE audit_events SET entity_id = 'forged' WHERE seq = 4")
+    _bypass_append_only(
+        fresh_platform, "UPDATE audit_events SET entity_id = 'forged' WHERE seq = 4"
+    )
     assert _verify(fresh_platform)[:2] == (False, 4)
     code, output = _cli_verify(fresh_platform)
     assert code == 1

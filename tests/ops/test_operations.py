@@ -52,14 +52,18 @@ def test_security_headers(client: TestClient) -> None:
 
 
 def test_logs_carry_no_secret_and_no_query_string(
-    client: TestClient, make_client: Callable[..., tuple[OAuthClient, str | None]],
+    client: TestClient,
+    make_client: Callable[..., tuple[OAuthClient, str | None]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     registered, secret = make_client()
     assert secret is not None
     with caplog.at_level(logging.INFO):
-        token = client.post("/oauth2/token", data={"grant_type": "client_credentials"},
-                            auth=(registered.client_id, secret)).json()["access_token"]
+        token = client.post(
+            "/oauth2/token",
+            data={"grant_type": "client_credentials"},
+            auth=(registered.client_id, secret),
+        ).json()["access_token"]
         client.get("/oauth2/authorize?code_challenge=SENSITIVEVALUE&client_id=x")
         client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {token}"})
     formatter = JsonFormatter()
@@ -75,16 +79,29 @@ def test_logs_carry_no_secret_and_no_query_string(
 
 def test_production_refuses_development_defaults(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="PARTAGE_MASTER_KEY"):
-        Platform.create(Settings(env=Environment.production, data_dir=tmp_path,
-                                 public_url="https://partage.example"))
+        Platform.create(
+            Settings(
+                env=Environment.production, data_dir=tmp_path, public_url="https://partage.example"
+            )
+        )
     with pytest.raises(ConfigurationError, match="https"):
-        Settings(env=Environment.production, master_key=base64.b64encode(
-            secrets.token_bytes(32)).decode(), public_url="http://partage.example").check_production()
+        Settings(
+            env=Environment.production,
+            master_key=base64.b64encode(secrets.token_bytes(32)).decode(),
+            public_url="http://partage.example",
+        ).check_production()
     with pytest.raises(ConfigurationError, match="demo"):
-        Settings(env=Environment.production, demo=True, public_url="https://partage.example",
-                 master_key=base64.b64encode(secrets.token_bytes(32)).decode()).check_production()
-    Settings(env=Environment.production, public_url="https://partage.example",
-             master_key=base64.b64encode(secrets.token_bytes(32)).decode()).check_production()
+        Settings(
+            env=Environment.production,
+            demo=True,
+            public_url="https://partage.example",
+            master_key=base64.b64encode(secrets.token_bytes(32)).decode(),
+        ).check_production()
+    Settings(
+        env=Environment.production,
+        public_url="https://partage.example",
+        master_key=base64.b64encode(secrets.token_bytes(32)).decode(),
+    ).check_production()
 
 
 def test_hsts_behind_tls(tmp_path: Path) -> None:

@@ -13,15 +13,26 @@ from partage.security.scopes import Scopes
 
 
 def person(profile: Profile, establishment: uuid.UUID | None = None) -> Principal:
-    return Principal(kind="account", label="x", account_id=uuid.uuid4(), profile=profile,
-                     establishment_id=establishment)
+    return Principal(
+        kind="account",
+        label="x",
+        account_id=uuid.uuid4(),
+        profile=profile,
+        establishment_id=establishment,
+    )
 
 
 @pytest.mark.parametrize("action", list(Action))
 @pytest.mark.parametrize(
     "profile",
-    [Profile.hospital_physician, Profile.city_physician, Profile.pharmacist, Profile.nurse,
-     Profile.patient, Profile.identity_vigilance],
+    [
+        Profile.hospital_physician,
+        Profile.city_physician,
+        Profile.pharmacist,
+        Profile.nurse,
+        Profile.patient,
+        Profile.identity_vigilance,
+    ],
 )
 def test_care_profiles_have_no_administration_rights(profile: Profile, action: Action) -> None:
     assert not decide(person(profile), action).allowed
@@ -29,8 +40,9 @@ def test_care_profiles_have_no_administration_rights(profile: Profile, action: A
 
 @pytest.mark.parametrize("action", list(Action))
 def test_systems_are_denied_by_default(action: Action) -> None:
-    system = Principal(kind="client", label="EHR", client_id="ehr",
-                       scopes=Scopes.parse("system/*.cruds"))
+    system = Principal(
+        kind="client", label="EHR", client_id="ehr", scopes=Scopes.parse("system/*.cruds")
+    )
     assert not decide(system, action).allowed
 
 
@@ -51,8 +63,12 @@ def test_establishment_admins_stay_in_their_establishment() -> None:
 
 def test_territory_admins_administer_the_territory() -> None:
     admin = person(Profile.territory_admin)
-    for action in (Action.establishment_manage, Action.account_manage, Action.client_manage,
-                   Action.audit_read):
+    for action in (
+        Action.establishment_manage,
+        Action.account_manage,
+        Action.client_manage,
+        Action.audit_read,
+    ):
         assert decide(admin, action).allowed
 
 
@@ -60,7 +76,12 @@ def test_establishment_admins_cannot_make_or_touch_territory_admins() -> None:
     home = uuid.uuid4()
     admin = person(Profile.establishment_admin, home)
     for action in (Action.account_manage, Action.account_read):
-        assert not decide(admin, action, establishment_id=home,
-                          target_profile=Profile.territory_admin).allowed
-    assert decide(admin, Action.account_manage, establishment_id=home,
-                  target_profile=Profile.hospital_physician).allowed
+        assert not decide(
+            admin, action, establishment_id=home, target_profile=Profile.territory_admin
+        ).allowed
+    assert decide(
+        admin,
+        Action.account_manage,
+        establishment_id=home,
+        target_profile=Profile.hospital_physician,
+    ).allowed

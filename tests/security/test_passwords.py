@@ -47,8 +47,12 @@ def test_weak_passwords_are_refused(passwords: Passwords, password: str) -> None
 
 @pytest.mark.parametrize(
     "password",
-    ["correct horse battery staple", "la Vienne coule à Châtellerault", "j'aime le fromage de chèvre",
-     "7f#Kq9!vZ2@pLm"],
+    [
+        "correct horse battery staple",
+        "la Vienne coule à Châtellerault",
+        "j'aime le fromage de chèvre",
+        "7f#Kq9!vZ2@pLm",
+    ],
 )
 def test_no_composition_rules(passwords: Passwords, password: str) -> None:
     passwords.check_policy(password)

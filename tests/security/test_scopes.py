@@ -25,8 +25,16 @@ def test_smart_v1_forms_read_as_v2() -> None:
     assert parse_scope("patient/*.*") == ResourceScope("patient", "*", "cruds")
 
 
-@pytest.mark.parametrize("bad", ["system/Patient.rx", "system/Patient.sr", "system/Patient.rr",
-                                 "admin/Patient.r", "system/patient.r"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "system/Patient.rx",
+        "system/Patient.sr",
+        "system/Patient.rr",
+        "admin/Patient.r",
+        "system/patient.r",
+    ],
+)
 def test_malformed_scopes_are_refused(bad: str) -> None:
     with pytest.raises(InvalidScope):
         parse_scope(bad)

@@ -14,8 +14,11 @@ from partage.security.signing import rotate_signing_keys
 
 
 def _token(client: TestClient, registered: OAuthClient, secret: str) -> str:
-    answer = client.post("/oauth2/token", data={"grant_type": "client_credentials"},
-                         auth=(registered.client_id, secret))
+    answer = client.post(
+        "/oauth2/token",
+        data={"grant_type": "client_credentials"},
+        auth=(registered.client_id, secret),
+    )
     return str(answer.json()["access_token"])
 
 
@@ -28,7 +31,8 @@ def _kid(token: str) -> str:
 
 
 def test_rotation_keeps_old_tokens_valid_and_signs_with_the_new_key(
-    client: TestClient, platform: Platform,
+    client: TestClient,
+    platform: Platform,
     make_client: Callable[..., tuple[OAuthClient, str | None]],
 ) -> None:
     registered, secret = make_client()

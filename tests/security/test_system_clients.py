@@ -30,10 +30,13 @@ def whoami(base: str, token: str) -> httpx.Response:
     return httpx.get(f"{base}/api/v1/whoami", headers={"Authorization": f"Bearer {token}"})
 
 
-def test_client_credentials_with_basic_authentication(live_server: str, make_client: MakeClient) -> None:
+def test_client_credentials_with_basic_authentication(
+    live_server: str, make_client: MakeClient
+) -> None:
     registered, secret = make_client("system/*.rs system/DocumentReference.cruds")
-    with OAuth2Client(registered.client_id, secret,
-                      token_endpoint_auth_method="client_secret_basic") as oauth:
+    with OAuth2Client(
+        registered.client_id, secret, token_endpoint_auth_method="client_secret_basic"
+    ) as oauth:
         token = oauth.fetch_token(f"{live_server}/oauth2/token", grant_type="client_credentials")
     assert token["token_type"] == "Bearer"
     assert token["expires_in"] <= 900
@@ -44,34 +47,53 @@ def test_client_credentials_with_basic_authentication(live_server: str, make_cli
     assert answer.json()["kind"] == "client"
 
 
-def test_requested_scopes_are_narrowed_to_the_allowed_ones(live_server: str, make_client: MakeClient) -> None:
+def test_requested_scopes_are_narrowed_to_the_allowed_ones(
+    live_server: str, make_client: MakeClient
+) -> None:
     registered, secret = make_client("system/DocumentReference.rs")
-    response = httpx.post(f"{live_server}/oauth2/token", auth=(registered.client_id, secret or ""),
-                          data={"grant_type": "client_credentials",
-                                "scope": "system/DocumentReference.cruds system/Patient.rs"})
+    response = httpx.post(
+        f"{live_server}/oauth2/token",
+        auth=(registered.client_id, secret or ""),
+        data={
+            "grant_type": "client_credentials",
+            "scope": "system/DocumentReference.cruds system/Patient.rs",
+        },
+    )
     assert response.status_code == 200
     assert response.json()["scope"] == "system/DocumentReference.rs"
-    refused = httpx.post(f"{live_server}/oauth2/token", auth=(registered.client_id, secret or ""),
-                         data={"grant_type": "client_credentials", "scope": "system/Patient.rs"})
+    refused = httpx.post(
+        f"{live_server}/oauth2/token",
+        auth=(registered.client_id, secret or ""),
+        data={"grant_type": "client_credentials", "scope": "system/Patient.rs"},
+    )
     assert refused.status_code == 400
     assert refused.json()["error"] == "invalid_scope"
 
 
 def test_client_secret_post_also_works(live_server: str, make_client: MakeClient) -> None:
     registered, secret = make_client()
-    response = httpx.post(f"{live_server}/oauth2/token", data={
-        "grant_type": "client_credentials", "client_id": registered.client_id,
-        "client_secret": secret})
+    response = httpx.post(
+        f"{live_server}/oauth2/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": registered.client_id,
+            "client_secret": secret,
+        },
+    )
     assert response.status_code == 200
     assert response.headers["cache-control"] == "no-store"
 
 
 @pytest.mark.parametrize("auth", [("nobody", "nothing"), None])
-def test_bad_client_credentials_are_refused(live_server: str, make_client: MakeClient,
-                                            auth: tuple[str, str] | None) -> None:
+def test_bad_client_credentials_are_refused(
+    live_server: str, make_client: MakeClient, auth: tuple[str, str] | None
+) -> None:
     registered, _ = make_client()
-    response = httpx.post(f"{live_server}/oauth2/token", auth=auth or (registered.client_id, "wrong"),
-                          data={"grant_type": "client_credentials"})
+    response = httpx.post(
+        f"{live_server}/oauth2/token",
+        auth=auth or (registered.client_id, "wrong"),
+        data={"grant_type": "client_credentials"},
+    )
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
     assert "WWW-Authenticate" in response.headers
@@ -79,13 +101,15 @@ def test_bad_client_credentials_are_refused(live_server: str, make_client: MakeC
 
 def test_private_key_jwt(live_server: str, make_client: MakeClient, platform: Platform) -> None:
     private_key = RSAKey.generate_key(2048, parameters={"kid": "ehr-2026"})
-    registered, secret = make_client("system/*.rs",
-                                     jwks={"keys": [private_key.as_dict(private=False)]})
+    registered, secret = make_client(
+        "system/*.rs", jwks={"keys": [private_key.as_dict(private=False)]}
+    )
     assert secret is None
     assert registered.token_endpoint_auth_method == "private_key_jwt"
     endpoint = f"{live_server}/oauth2/token"
-    with OAuth2Client(registered.client_id, private_key,
-                      token_endpoint_auth_method="private_key_jwt") as oauth:
+    with OAuth2Client(
+        registered.client_id, private_key, token_endpoint_auth_method="private_key_jwt"
+    ) as oauth:
         oauth.register_client_auth_method(PrivateKeyJWT(endpoint))
         token = oauth.fetch_token(endpoint, grant_type="client_credentials")
     assert whoami(live_server, token["access_token"]).status_code == 200
@@ -93,24 +117,33 @@ def test_private_key_jwt(live_server: str, make_client: MakeClient, platform: Pl
     # An assertion is single-use, and one signed by another key is refused.
     from authlib.oauth2.rfc7523 import private_key_jwt_sign
 
-    assertion = _text(private_key_jwt_sign(private_key, client_id=registered.client_id,
-                                           token_endpoint=endpoint))
-    form = {"grant_type": "client_credentials", "client_assertion": assertion,
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}
+    assertion = _text(
+        private_key_jwt_sign(private_key, client_id=registered.client_id, token_endpoint=endpoint)
+    )
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion": assertion,
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+    }
     assert httpx.post(endpoint, data=form).status_code == 200
     replay = httpx.post(endpoint, data=form)
     assert replay.status_code == 401
     other = RSAKey.generate_key(2048)
-    forged = _text(private_key_jwt_sign(other, client_id=registered.client_id,
-                                        token_endpoint=endpoint))
+    forged = _text(
+        private_key_jwt_sign(other, client_id=registered.client_id, token_endpoint=endpoint)
+    )
     assert httpx.post(endpoint, data={**form, "client_assertion": forged}).status_code == 401
 
 
-def test_revoking_the_client_stops_its_tokens_at_once(live_server: str, make_client: MakeClient,
-                                                       platform: Platform) -> None:
+def test_revoking_the_client_stops_its_tokens_at_once(
+    live_server: str, make_client: MakeClient, platform: Platform
+) -> None:
     registered, secret = make_client()
-    token = httpx.post(f"{live_server}/oauth2/token", auth=(registered.client_id, secret or ""),
-                       data={"grant_type": "client_credentials"}).json()["access_token"]
+    token = httpx.post(
+        f"{live_server}/oauth2/token",
+        auth=(registered.client_id, secret or ""),
+        data={"grant_type": "client_credentials"},
+    ).json()["access_token"]
     assert whoami(live_server, token).status_code == 200
     with transaction(platform.sessions) as session:
         client = service.get_client(session, client_id=registered.client_id)
@@ -119,35 +152,55 @@ def test_revoking_the_client_stops_its_tokens_at_once(live_server: str, make_cli
     refused = whoami(live_server, token)
     assert refused.status_code == 401
     assert refused.headers["WWW-Authenticate"].startswith("Bearer")
-    again = httpx.post(f"{live_server}/oauth2/token", auth=(registered.client_id, secret or ""),
-                       data={"grant_type": "client_credentials"})
+    again = httpx.post(
+        f"{live_server}/oauth2/token",
+        auth=(registered.client_id, secret or ""),
+        data={"grant_type": "client_credentials"},
+    )
     assert again.status_code == 401
 
 
 def test_token_revocation_and_introspection(live_server: str, make_client: MakeClient) -> None:
     registered, secret = make_client()
     auth = (registered.client_id, secret or "")
-    token = httpx.post(f"{live_server}/oauth2/token", auth=auth,
-                       data={"grant_type": "client_credentials"}).json()["access_token"]
+    token = httpx.post(
+        f"{live_server}/oauth2/token", auth=auth, data={"grant_type": "client_credentials"}
+    ).json()["access_token"]
     active = httpx.post(f"{live_server}/oauth2/introspect", auth=auth, data={"token": token}).json()
     assert active["active"] is True
     assert active["client_id"] == registered.client_id
     assert active["exp"] > time.time()
-    assert httpx.post(f"{live_server}/oauth2/revoke", auth=auth, data={"token": token}).status_code == 200
+    assert (
+        httpx.post(f"{live_server}/oauth2/revoke", auth=auth, data={"token": token}).status_code
+        == 200
+    )
     assert whoami(live_server, token).status_code == 401
-    inactive = httpx.post(f"{live_server}/oauth2/introspect", auth=auth, data={"token": token}).json()
+    inactive = httpx.post(
+        f"{live_server}/oauth2/introspect", auth=auth, data={"token": token}
+    ).json()
     assert inactive == {"active": False}
     # Unknown tokens are not an error (RFC 7009 §2.2).
-    assert httpx.post(f"{live_server}/oauth2/revoke", auth=auth, data={"token": "nonsense"}).status_code == 200
+    assert (
+        httpx.post(
+            f"{live_server}/oauth2/revoke", auth=auth, data={"token": "nonsense"}
+        ).status_code
+        == 200
+    )
 
 
 def test_another_clients_token_cannot_be_revoked(live_server: str, make_client: MakeClient) -> None:
     owner, owner_secret = make_client()
     other, other_secret = make_client()
-    token = httpx.post(f"{live_server}/oauth2/token", auth=(owner.client_id, owner_secret or ""),
-                       data={"grant_type": "client_credentials"}).json()["access_token"]
-    httpx.post(f"{live_server}/oauth2/revoke", auth=(other.client_id, other_secret or ""),
-               data={"token": token})
+    token = httpx.post(
+        f"{live_server}/oauth2/token",
+        auth=(owner.client_id, owner_secret or ""),
+        data={"grant_type": "client_credentials"},
+    ).json()["access_token"]
+    httpx.post(
+        f"{live_server}/oauth2/revoke",
+        auth=(other.client_id, other_secret or ""),
+        data={"token": token},
+    )
     assert whoami(live_server, token).status_code == 200
 
 
@@ -158,8 +211,11 @@ def test_malformed_bearer_tokens_are_refused(live_server: str, token: str) -> No
 
 def test_an_unsigned_token_is_refused(live_server: str, make_client: MakeClient) -> None:
     registered, secret = make_client()
-    token = httpx.post(f"{live_server}/oauth2/token", auth=(registered.client_id, secret or ""),
-                       data={"grant_type": "client_credentials"}).json()["access_token"]
+    token = httpx.post(
+        f"{live_server}/oauth2/token",
+        auth=(registered.client_id, secret or ""),
+        data={"grant_type": "client_credentials"},
+    ).json()["access_token"]
     header, payload, _ = token.split(".")
     assert whoami(live_server, f"{header}.{payload}.").status_code == 401
     assert whoami(live_server, f"{header}.{payload}.AAAA").status_code == 401

@@ -50,8 +50,12 @@ def list_establishments(request: Request, principal: BearerPrincipal) -> list[Es
         require(session, principal, Action.establishment_read, entity_type="Establishment")
         return [
             EstablishmentOut(
-                code=e.code, name=e.name, kind=e.kind, finess=e.finess,
-                patient_id_oid=e.patient_id_oid, active=e.active,
+                code=e.code,
+                name=e.name,
+                kind=e.kind,
+                finess=e.finess,
+                patient_id_oid=e.patient_id_oid,
+                active=e.active,
             )
             for e in service.list_establishments(session)
         ]

@@ -17,8 +17,8 @@ import pyotp
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from partage.config import Settings
 from partage.audit.actions import ANONYMOUS_ACTOR, Actor, record
+from partage.config import Settings
 from partage.db import utcnow
 from partage.platform import Platform
 from partage.security.actions import normalise_login
@@ -99,16 +99,28 @@ def sign_in_with_password(
     login = normalise_login(login)[:120]
     throttle = throttle_for(session, login)
     if is_locked(throttle):
-        record(session, actor=ANONYMOUS_ACTOR, action="auth.password", outcome="locked",
-               entity_type="Login", entity_id=login)
+        record(
+            session,
+            actor=ANONYMOUS_ACTOR,
+            action="auth.password",
+            outcome="locked",
+            entity_type="Login",
+            entity_id=login,
+        )
         return PasswordResult(PasswordOutcome.locked)
     account = session.scalar(select(Account).where(Account.login == login))
     valid = platform.passwords.verify(account.password_hash if account else None, password)
     if account is None or not valid or not account.is_active:
         outcome = register_failure(platform, throttle)
-        record(session, actor=ANONYMOUS_ACTOR, action="auth.password", outcome="failure",
-               entity_type="Login", entity_id=login,
-               detail={"locked": outcome is PasswordOutcome.locked})
+        record(
+            session,
+            actor=ANONYMOUS_ACTOR,
+            action="auth.password",
+            outcome="failure",
+            entity_type="Login",
+            entity_id=login,
+            detail={"locked": outcome is PasswordOutcome.locked},
+        )
         return PasswordResult(outcome)
     throttle.failures = 0
     throttle.locked_until = None
@@ -118,8 +130,14 @@ def sign_in_with_password(
     needs_mfa = account.profile_requires_mfa or second_factor
     stage = Stage.password if needs_mfa else Stage.complete
     secret = _open_sso_session(session, platform, account, stage=stage, amr=["pwd"])
-    record(session, actor=account_actor(account), action="auth.password", outcome="success",
-           entity_type="Account", entity_id=str(account.id))
+    record(
+        session,
+        actor=account_actor(account),
+        action="auth.password",
+        outcome="success",
+        entity_type="Account",
+        entity_id=str(account.id),
+    )
     if not needs_mfa:
         account.last_login_at = utcnow()
         return PasswordResult(PasswordOutcome.signed_in, secret)
@@ -171,8 +189,14 @@ def load_sso_session(
 def end_sso_session(session: Session, sso: SsoSession, *, reason: str = "logout") -> None:
     if sso.ended_at is None:
         sso.ended_at = utcnow()
-        record(session, actor=account_actor(sso.account), action="auth.logout",
-               entity_type="SsoSession", entity_id=sso.sid, detail={"reason": reason})
+        record(
+            session,
+            actor=account_actor(sso.account),
+            action="auth.logout",
+            entity_type="SsoSession",
+            entity_id=sso.sid,
+            detail={"reason": reason},
+        )
 
 
 def finish_second_factor(sso: SsoSession, method: str) -> None:
@@ -214,21 +238,41 @@ def verify_second_factor_totp(
     account = sso.account
     throttle = throttle_for(session, account.login)
     if is_locked(throttle):
-        record(session, actor=account_actor(account), action="auth.mfa", outcome="locked",
-               entity_type="Account", entity_id=str(account.id))
+        record(
+            session,
+            actor=account_actor(account),
+            action="auth.mfa",
+            outcome="locked",
+            entity_type="Account",
+            entity_id=str(account.id),
+        )
         return PasswordOutcome.locked
     totp = totp_for(platform, account)
     if totp is None or not account.has_totp or not _accept_totp(account, totp, code):
         outcome = register_failure(platform, throttle)
         if outcome is PasswordOutcome.locked:
             end_sso_session(session, sso, reason="locked")
-        record(session, actor=account_actor(account), action="auth.mfa", outcome="failure",
-               entity_type="Account", entity_id=str(account.id), detail={"method": "totp"})
+        record(
+            session,
+            actor=account_actor(account),
+            action="auth.mfa",
+            outcome="failure",
+            entity_type="Account",
+            entity_id=str(account.id),
+            detail={"method": "totp"},
+        )
         return outcome
     throttle.failures = 0
     finish_second_factor(sso, "otp")
-    record(session, actor=account_actor(account), action="auth.mfa", outcome="success",
-           entity_type="Account", entity_id=str(account.id), detail={"method": "totp"})
+    record(
+        session,
+        actor=account_actor(account),
+        action="auth.mfa",
+        outcome="success",
+        entity_type="Account",
+        entity_id=str(account.id),
+        detail={"method": "totp"},
+    )
     return PasswordOutcome.signed_in
 
 
@@ -254,17 +298,33 @@ def set_totp_secret(platform: Platform, account: Account, secret: str) -> None:
 
 
 def confirm_totp_enrolment(
-    session: Session, platform: Platform, *, account: Account, code: str,
+    session: Session,
+    platform: Platform,
+    *,
+    account: Account,
+    code: str,
     sso: SsoSession | None = None,
 ) -> bool:
     totp = totp_for(platform, account)
     if totp is None or account.has_totp or not _accept_totp(account, totp, code):
-        record(session, actor=account_actor(account), action="mfa.totp_enrol", outcome="failure",
-               entity_type="Account", entity_id=str(account.id))
+        record(
+            session,
+            actor=account_actor(account),
+            action="mfa.totp_enrol",
+            outcome="failure",
+            entity_type="Account",
+            entity_id=str(account.id),
+        )
         return False
     account.totp_confirmed_at = utcnow()
-    record(session, actor=account_actor(account), action="mfa.totp_enrol", outcome="success",
-           entity_type="Account", entity_id=str(account.id))
+    record(
+        session,
+        actor=account_actor(account),
+        action="mfa.totp_enrol",
+        outcome="success",
+        entity_type="Account",
+        entity_id=str(account.id),
+    )
     if sso is not None and sso.stage == Stage.password.value:
         finish_second_factor(sso, "otp")
     return True

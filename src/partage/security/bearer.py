@@ -59,8 +59,14 @@ def principal_from_token(session: Session, platform: Platform, token: str) -> Pr
         sid = claims.get("sid")
         stmt = (
             select(
-                Account.status, Account.login, Account.profile, Account.establishment_id,
-                OAuthClient.status, RevokedAccessToken.jti, SsoSession.ended_at, SsoSession.sid,
+                Account.status,
+                Account.login,
+                Account.profile,
+                Account.establishment_id,
+                OAuthClient.status,
+                RevokedAccessToken.jti,
+                SsoSession.ended_at,
+                SsoSession.sid,
             )
             .select_from(Account)
             .join(OAuthClient, OAuthClient.client_id == client_id)

@@ -44,9 +44,9 @@ class Keyring:
 
     @cache  # noqa: B019 - one keyring per process, a handful of purposes
     def subkey(self, purpose: str) -> bytes:
-        return HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()
-        ).derive(self._master)
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
+            self._master
+        )
 
     def mac(self, purpose: str, data: bytes) -> str:
         return hmac.new(self.subkey(purpose), data, hashlib.sha256).hexdigest()

@@ -275,9 +275,14 @@ def grant_client_credentials(
     token = issue_access_token(
         platform, subject=client.client_id, client=client, scope=granted, kind="client"
     )
-    record(session, actor=client_actor(client), action="token.issue",
-           entity_type="OAuthClient", entity_id=client.client_id,
-           detail={"grant": "client_credentials", "scope": str(granted), "jti": token.jti})
+    record(
+        session,
+        actor=client_actor(client),
+        action="token.issue",
+        entity_type="OAuthClient",
+        entity_id=client.client_id,
+        detail={"grant": "client_credentials", "scope": str(granted), "jti": token.jti},
+    )
     AUTH_EVENTS.labels("token", "client_credentials").inc()
     return {
         "access_token": token.value,
@@ -311,11 +316,18 @@ def create_authorization_code(
             nonce=nonce,
             auth_time=sso.auth_time or utcnow(),
             amr=list(sso.amr),
-            expires_at=utcnow() + timedelta(seconds=platform.settings.authorization_code_ttl_seconds),
+            expires_at=utcnow()
+            + timedelta(seconds=platform.settings.authorization_code_ttl_seconds),
         )
     )
-    record(session, actor=account_actor(sso.account), action="oauth.authorize",
-           entity_type="OAuthClient", entity_id=client.client_id, detail={"scope": str(scope)})
+    record(
+        session,
+        actor=account_actor(sso.account),
+        action="oauth.authorize",
+        entity_type="OAuthClient",
+        entity_id=client.client_id,
+        detail={"scope": str(scope)},
+    )
     return code
 
 
@@ -351,8 +363,14 @@ def _user_tokens(
     }
     if scope.has("openid"):
         body["id_token"] = _id_token(
-            platform, account=account, client=client, nonce=nonce, auth_time=auth_time,
-            amr=amr, sid=sid, access_token=access.value,
+            platform,
+            account=account,
+            client=client,
+            nonce=nonce,
+            auth_time=auth_time,
+            amr=amr,
+            sid=sid,
+            access_token=access.value,
         )
     if "refresh_token" in client.grant_types:
         refresh = secrets.token_urlsafe(32)
@@ -371,9 +389,14 @@ def _user_tokens(
             )
         )
         body["refresh_token"] = refresh
-    record(session, actor=account_actor(account), action="token.issue",
-           entity_type="OAuthClient", entity_id=client.client_id,
-           detail={"grant": grant, "scope": str(scope), "jti": access.jti})
+    record(
+        session,
+        actor=account_actor(account),
+        action="token.issue",
+        entity_type="OAuthClient",
+        entity_id=client.client_id,
+        detail={"grant": grant, "scope": str(scope), "jti": access.jti},
+    )
     AUTH_EVENTS.labels("token", grant).inc()
     return body
 
@@ -400,8 +423,14 @@ def grant_authorization_code(
             .where(RefreshToken.sid == row.sid, RefreshToken.client_id == client.client_id)
             .values(revoked_at=utcnow())
         )
-        record(session, actor=client_actor(client), action="token.code_replay", outcome="denied",
-               entity_type="OAuthClient", entity_id=client.client_id)
+        record(
+            session,
+            actor=client_actor(client),
+            action="token.code_replay",
+            outcome="denied",
+            entity_type="OAuthClient",
+            entity_id=client.client_id,
+        )
         raise invalid
     row.used_at = utcnow()
     if row.expires_at <= utcnow() or redirect_uri != row.redirect_uri:
@@ -412,14 +441,26 @@ def grant_authorization_code(
     if account is None or not account.is_active:
         raise invalid
     return _user_tokens(
-        session, platform, client=client, account=account, scope=Scopes.parse(row.scope),
-        sid=row.sid, auth_time=row.auth_time, amr=row.amr, nonce=row.nonce, family_id=None,
+        session,
+        platform,
+        client=client,
+        account=account,
+        scope=Scopes.parse(row.scope),
+        sid=row.sid,
+        auth_time=row.auth_time,
+        amr=row.amr,
+        nonce=row.nonce,
+        family_id=None,
         grant="authorization_code",
     )
 
 
 def grant_refresh_token(
-    session: Session, platform: Platform, client: OAuthClient, *, refresh_token: str,
+    session: Session,
+    platform: Platform,
+    client: OAuthClient,
+    *,
+    refresh_token: str,
     scope: str | None,
 ) -> dict[str, Any]:
     invalid = OAuthError("invalid_grant", "the refresh token is invalid or expired")
@@ -434,8 +475,14 @@ def grant_refresh_token(
             .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=now)
         )
-        record(session, actor=client_actor(client), action="token.refresh_reuse",
-               outcome="denied", entity_type="Account", entity_id=str(row.account_id))
+        record(
+            session,
+            actor=client_actor(client),
+            action="token.refresh_reuse",
+            outcome="denied",
+            entity_type="Account",
+            entity_id=str(row.account_id),
+        )
         raise invalid
     if row.revoked_at is not None or row.expires_at <= now:
         raise invalid
@@ -449,8 +496,16 @@ def grant_refresh_token(
     if scope:
         granted = _parse_scope(scope).narrow_to(granted)
     return _user_tokens(
-        session, platform, client=client, account=account, scope=granted, sid=row.sid,
-        auth_time=row.auth_time, amr=["pwd"], nonce=None, family_id=row.family_id,
+        session,
+        platform,
+        client=client,
+        account=account,
+        scope=granted,
+        sid=row.sid,
+        auth_time=row.auth_time,
+        amr=["pwd"],
+        nonce=None,
+        family_id=row.family_id,
         grant="refresh_token",
     )
 
@@ -487,9 +542,7 @@ def decode_own_token(platform: Platform, token: str) -> dict[str, Any] | None:
     return claims
 
 
-def revoke_token(
-    session: Session, platform: Platform, client: OAuthClient, *, token: str
-) -> None:
+def revoke_token(session: Session, platform: Platform, client: OAuthClient, *, token: str) -> None:
     """RFC 7009: revoke a refresh token (its whole family) or an access token (its jti)."""
     row = session.get(RefreshToken, digest(token))
     if row is not None:
@@ -499,8 +552,13 @@ def revoke_token(
                 .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
                 .values(revoked_at=utcnow())
             )
-            record(session, actor=client_actor(client), action="token.revoke",
-                   entity_type="RefreshToken", entity_id=row.family_id)
+            record(
+                session,
+                actor=client_actor(client),
+                action="token.revoke",
+                entity_type="RefreshToken",
+                entity_id=row.family_id,
+            )
         return
     claims = decode_own_token(platform, token)
     if claims is None or claims.get("client_id") != client.client_id:
@@ -513,5 +571,10 @@ def revoke_token(
                 expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=utcnow().tzinfo),
             )
         )
-        record(session, actor=client_actor(client), action="token.revoke",
-               entity_type="AccessToken", entity_id=jti)
+        record(
+            session,
+            actor=client_actor(client),
+            action="token.revoke",
+            entity_type="AccessToken",
+            entity_id=jti,
+        )

@@ -13,8 +13,8 @@ from partage.db import transaction
 from partage.platform import Platform
 from partage.security import oauth, service
 from partage.security.authn import Stage, load_sso_session, sso_cookie_name
-from partage.security.models import OAuthClient
 from partage.security.bearer import InvalidToken, bearer_token, principal_from_token
+from partage.security.models import OAuthClient
 from partage.security.oauth import ClientCredentials, OAuthError
 from partage.security.scopes import InvalidScope, Scopes
 from partage.security.signing import ACCESS_TOKEN_ALG, ID_TOKEN_ALG
@@ -24,8 +24,16 @@ router = APIRouter(tags=["oidc"])
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 SUPPORTED_SCOPES = [
-    "openid", "fhirUser", "profile", "offline_access", "online_access",
-    "system/*.rs", "system/*.cruds", "user/*.rs", "user/*.cruds", "patient/*.rs",
+    "openid",
+    "fhirUser",
+    "profile",
+    "offline_access",
+    "online_access",
+    "system/*.rs",
+    "system/*.cruds",
+    "user/*.rs",
+    "user/*.cruds",
+    "patient/*.rs",
 ]
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 FormStr = Annotated[str | None, Form()]
@@ -61,8 +69,19 @@ def openid_configuration(request: Request) -> dict[str, Any]:
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "code_challenge_methods_supported": ["S256"],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr",
-                             "sid", "name", "preferred_username"],
+        "claims_supported": [
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "amr",
+            "sid",
+            "name",
+            "preferred_username",
+        ],
         "authorization_response_iss_parameter_supported": True,
         "access_token_signing_alg_values_supported": [ACCESS_TOKEN_ALG],
         "ui_locales_supported": ["fr", "en"],
@@ -87,9 +106,15 @@ def smart_configuration(request: Request) -> dict[str, Any]:
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "capabilities": [
-            "sso-openid-connect", "client-public", "client-confidential-symmetric",
-            "client-confidential-asymmetric", "permission-v2", "permission-offline",
-            "permission-user", "permission-patient", "authorize-post",
+            "sso-openid-connect",
+            "client-public",
+            "client-confidential-symmetric",
+            "client-confidential-asymmetric",
+            "permission-v2",
+            "permission-offline",
+            "permission-user",
+            "permission-patient",
+            "authorize-post",
         ],
     }
 
@@ -108,8 +133,11 @@ def _error(exc: OAuthError) -> JSONResponse:
 
 
 def _credentials(
-    authorization: str | None, client_id: str | None, client_secret: str | None,
-    client_assertion_type: str | None, client_assertion: str | None,
+    authorization: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+    client_assertion_type: str | None,
+    client_assertion: str | None,
 ) -> ClientCredentials:
     return ClientCredentials(
         authorization=authorization,
@@ -137,16 +165,25 @@ def token(
 ) -> Response:
     platform = get_platform(request)
     endpoint = f"{platform.settings.issuer}/oauth2/token"
-    creds = _credentials(authorization, client_id, client_secret, client_assertion_type,
-                         client_assertion)
+    creds = _credentials(
+        authorization, client_id, client_secret, client_assertion_type, client_assertion
+    )
     error: OAuthError | None = None
     with transaction(platform.sessions) as session:
         # A refusal still commits: a spent code, a revoked token family, the audit row.
         try:
             client = oauth.authenticate_client(session, platform, creds, endpoint=endpoint)
-            body = _grant(session, platform, client, grant_type=grant_type, scope=scope,
-                          code=code, redirect_uri=redirect_uri, code_verifier=code_verifier,
-                          refresh_token=refresh_token)
+            body = _grant(
+                session,
+                platform,
+                client,
+                grant_type=grant_type,
+                scope=scope,
+                code=code,
+                redirect_uri=redirect_uri,
+                code_verifier=code_verifier,
+                refresh_token=refresh_token,
+            )
         except OAuthError as exc:
             error = exc
     if error is not None:
@@ -155,8 +192,15 @@ def token(
 
 
 def _grant(
-    session: Session, platform: Platform, client: OAuthClient, *, grant_type: str | None,
-    scope: str | None, code: str | None, redirect_uri: str | None, code_verifier: str | None,
+    session: Session,
+    platform: Platform,
+    client: OAuthClient,
+    *,
+    grant_type: str | None,
+    scope: str | None,
+    code: str | None,
+    redirect_uri: str | None,
+    code_verifier: str | None,
     refresh_token: str | None,
 ) -> dict[str, Any]:
     if grant_type == "client_credentials":
@@ -165,7 +209,11 @@ def _grant(
         if not code:
             raise OAuthError("invalid_request", "code is required")
         return oauth.grant_authorization_code(
-            session, platform, client, code=code, redirect_uri=redirect_uri,
+            session,
+            platform,
+            client,
+            code=code,
+            redirect_uri=redirect_uri,
             code_verifier=code_verifier,
         )
     if grant_type == "refresh_token":
@@ -191,8 +239,9 @@ def revoke(
     authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
     platform = get_platform(request)
-    creds = _credentials(authorization, client_id, client_secret, client_assertion_type,
-                         client_assertion)
+    creds = _credentials(
+        authorization, client_id, client_secret, client_assertion_type, client_assertion
+    )
     try:
         with transaction(platform.sessions) as session:
             client = oauth.authenticate_client(
@@ -218,12 +267,15 @@ def introspect(
     authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
     platform = get_platform(request)
-    creds = _credentials(authorization, client_id, client_secret, client_assertion_type,
-                         client_assertion)
+    creds = _credentials(
+        authorization, client_id, client_secret, client_assertion_type, client_assertion
+    )
     try:
         with transaction(platform.sessions) as session:
             oauth.authenticate_client(
-                session, platform, creds,
+                session,
+                platform,
+                creds,
                 endpoint=f"{platform.settings.issuer}/oauth2/introspect",
             )
             if not token:
@@ -253,12 +305,11 @@ def introspect(
 
 
 @router.get("/oauth2/userinfo")
-def userinfo(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> Response:
+def userinfo(request: Request, authorization: Annotated[str | None, Header()] = None) -> Response:
     platform = get_platform(request)
     unauthorized = JSONResponse(
-        {"error": "invalid_token"}, status_code=401,
+        {"error": "invalid_token"},
+        status_code=401,
         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
     )
     token_value = bearer_token(authorization)
@@ -320,15 +371,19 @@ def authorize(
             return _authorize_problem(request, "bad_redirect_uri")
 
         def fail(error: str, description: str) -> Response:
-            return _redirect_with(redirect_uri, {"error": error, "error_description": description,
-                                                 "state": state, "iss": issuer})
+            return _redirect_with(
+                redirect_uri,
+                {"error": error, "error_description": description, "state": state, "iss": issuer},
+            )
 
         if response_type != "code":
             return fail("unsupported_response_type", "only the code flow is supported")
         if "authorization_code" not in client.grant_types:
             return fail("unauthorized_client", "this client may not sign people in")
-        if not code_challenge or code_challenge_method != "S256" or not (
-            43 <= len(code_challenge) <= 128
+        if (
+            not code_challenge
+            or code_challenge_method != "S256"
+            or not (43 <= len(code_challenge) <= 128)
         ):
             return fail("invalid_request", "PKCE with S256 is required")
         try:
@@ -338,15 +393,23 @@ def authorize(
         granted = requested.narrow_to(Scopes.parse(client.allowed_scopes))
         if requested.others - granted.others or len(granted.resources) < len(requested.resources):
             return fail("invalid_scope", "a requested scope is not allowed for this client")
-        sso = load_sso_session(session, platform, request.cookies.get(sso_cookie_name(platform.settings)))
+        sso = load_sso_session(
+            session, platform, request.cookies.get(sso_cookie_name(platform.settings))
+        )
         if sso is None or sso.stage != Stage.complete.value or prompt == "login":
             if prompt == "none":
                 return fail("login_required", "the person is not signed in")
             target = str(request.url.path) + "?" + _without_prompt_login(request)
             return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
         code = oauth.create_authorization_code(
-            session, platform, client=client, sso=sso, redirect_uri=redirect_uri, scope=granted,
-            code_challenge=code_challenge, nonce=nonce,
+            session,
+            platform,
+            client=client,
+            sso=sso,
+            redirect_uri=redirect_uri,
+            scope=granted,
+            code_challenge=code_challenge,
+            nonce=nonce,
         )
     return _redirect_with(redirect_uri, {"code": code, "state": state, "iss": issuer})
 

@@ -110,8 +110,14 @@ def finish_registration(
             expected_origin=origin,
         )
     except (InvalidRegistrationResponse, ValueError, KeyError, TypeError):
-        record(session, actor=account_actor(account), action="mfa.passkey_register",
-               outcome="failure", entity_type="Account", entity_id=str(account.id))
+        record(
+            session,
+            actor=account_actor(account),
+            action="mfa.passkey_register",
+            outcome="failure",
+            entity_type="Account",
+            entity_id=str(account.id),
+        )
         return None
     credential = WebAuthnCredential(
         account_id=account.id,
@@ -121,8 +127,14 @@ def finish_registration(
         name=(name.strip() or "Clé d'accès")[:100],
     )
     session.add(credential)
-    record(session, actor=account_actor(account), action="mfa.passkey_register",
-           entity_type="Account", entity_id=str(account.id), detail={"name": credential.name})
+    record(
+        session,
+        actor=account_actor(account),
+        action="mfa.passkey_register",
+        entity_type="Account",
+        entity_id=str(account.id),
+        detail={"name": credential.name},
+    )
     return credential
 
 
@@ -151,8 +163,10 @@ def finish_authentication(
         return PasswordOutcome.locked
     stored = None
     verified = None
-    if challenge is not None and sso.stage == Stage.password.value and (
-        len(credential_json) <= MAX_CREDENTIAL_JSON
+    if (
+        challenge is not None
+        and sso.stage == Stage.password.value
+        and (len(credential_json) <= MAX_CREDENTIAL_JSON)
     ):
         by_id = {_b64(c.credential_id): c for c in credentials_of(session, account)}
         try:
@@ -171,13 +185,27 @@ def finish_authentication(
             verified = None
     if stored is None or verified is None:
         outcome = register_failure(platform, throttle)
-        record(session, actor=account_actor(account), action="auth.mfa", outcome="failure",
-               entity_type="Account", entity_id=str(account.id), detail={"method": "passkey"})
+        record(
+            session,
+            actor=account_actor(account),
+            action="auth.mfa",
+            outcome="failure",
+            entity_type="Account",
+            entity_id=str(account.id),
+            detail={"method": "passkey"},
+        )
         return outcome
     stored.sign_count = verified.new_sign_count
     stored.last_used_at = utcnow()
     throttle.failures = 0
     finish_second_factor(sso, "hwk")
-    record(session, actor=account_actor(account), action="auth.mfa", outcome="success",
-           entity_type="Account", entity_id=str(account.id), detail={"method": "passkey"})
+    record(
+        session,
+        actor=account_actor(account),
+        action="auth.mfa",
+        outcome="success",
+        entity_type="Account",
+        entity_id=str(account.id),
+        detail={"method": "passkey"},
+    )
     return PasswordOutcome.signed_in

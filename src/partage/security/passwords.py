@@ -18,8 +18,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from partage.config import Settings
 
 MAX_LENGTH = 256
-_SEQUENCES = ("0123456789", "abcdefghijklmnopqrstuvwxyz", "azertyuiopqsdfghjklmwxcvbn",
-              "qwertyuiopasdfghjklzxcvbnm")
+_SEQUENCES = (
+    "0123456789",
+    "abcdefghijklmnopqrstuvwxyz",
+    "azertyuiopqsdfghjklmwxcvbn",
+    "qwertyuiopasdfghjklzxcvbnm",
+)
 
 
 class PasswordRejected(ValueError):
@@ -58,7 +62,9 @@ class Passwords:
             raise PasswordRejected(f"at most {MAX_LENGTH} characters are accepted")
         folded = _fold(candidate)
         if len(set(folded)) <= 2 or _is_sequence(folded):
-            raise PasswordRejected("a repeated or sequential run of characters is too easy to guess")
+            raise PasswordRejected(
+                "a repeated or sequential run of characters is too easy to guess"
+            )
         if _only_common_words(folded):
             raise PasswordRejected("this password is among the most commonly breached")
         for word in context:

@@ -16,8 +16,16 @@ _RESOURCE_SCOPE = re.compile(
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 _ORDER = "cruds"
 OPENID_SCOPES = frozenset(
-    {"openid", "fhirUser", "profile", "email", "offline_access", "online_access",
-     "launch", "launch/patient"}
+    {
+        "openid",
+        "fhirUser",
+        "profile",
+        "email",
+        "offline_access",
+        "online_access",
+        "launch",
+        "launch/patient",
+    }
 )
 
 

@@ -14,7 +14,7 @@ import time
 from datetime import timedelta
 from typing import Any, TypeAlias
 
-from joserfc.jwk import ECKey, KeySet, RSAKey
+from joserfc.jwk import ECKey, KeyParameters, KeySet, RSAKey
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,7 +33,7 @@ AnyKey: TypeAlias = ECKey | RSAKey
 
 def _generate(alg: str) -> AnyKey:
     kid = secrets.token_urlsafe(12)
-    params = {"kid": kid, "alg": alg, "use": "sig"}
+    params: KeyParameters = {"kid": kid, "alg": alg, "use": "sig"}
     if alg == "ES256":
         return ECKey.generate_key("P-256", parameters=params)
     return RSAKey.generate_key(2048, parameters=params)
@@ -76,7 +76,9 @@ class SigningKeys:
     """Process-wide cache of the keys, reloaded periodically to follow rotations elsewhere."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], read_sessions: sessionmaker[Session],
+        self,
+        sessions: sessionmaker[Session],
+        read_sessions: sessionmaker[Session],
         keyring: Keyring,
     ) -> None:
         self._sessions = sessions
@@ -105,7 +107,7 @@ class SigningKeys:
                 )
             )
         current: dict[str, AnyKey] = {}
-        public: list[AnyKey] = []
+        public: list[ECKey | RSAKey | Any] = []
         for row in rows:
             data = json.loads(
                 self._keyring.unseal(
@@ -132,10 +134,10 @@ class SigningKeys:
 
     def verification_keys(self, kid: str | None) -> KeySet:
         self._fresh()
-        if kid is not None and not any(k.kid == kid for k in self._published.keys):
-            # A key rotated in by another process since our last load.
-            if time.monotonic() - self._loaded_at > 1.0:
-                self.reload()
+        unknown = kid is not None and not any(k.kid == kid for k in self._published.keys)
+        # A key rotated in by another process since our last load (at most one reload a second).
+        if unknown and time.monotonic() - self._loaded_at > 1.0:
+            self.reload()
         return self._published
 
     def public_jwks(self) -> dict[str, Any]:
