@@ -1,13 +1,14 @@
 """Database engine, sessions and the declarative base shared by every domain.
 
-SQLite (embedded default) runs in WAL mode and opens every transaction with
-`BEGIN IMMEDIATE`: almost every transaction here writes (reads of patient data write their
-audit row), and taking the write lock up front avoids the snapshot-upgrade failures of
-deferred transactions under concurrency.
+SQLite (embedded default) runs in WAL mode and opens every write transaction with
+`BEGIN IMMEDIATE`, behind a per-process mutex: almost every transaction here writes (reads of
+patient data write their audit row); taking the write lock up front avoids the
+snapshot-upgrade failures of deferred transactions (ADR 0003).
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,9 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
+
+SQLITE_WRITE_WAIT_SECONDS = 30.0
+_HOLDS_WRITE_LOCK = "partage_holds_write_lock"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -71,18 +75,26 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Eng
             url,
             echo=echo,
             connect_args={"check_same_thread": False, "timeout": 30},
-            pool_size=8,
-            max_overflow=8,
+            # As many as the server's worker threads (40): an overflow connection is closed
+            # on return, and reopening one costs its PRAGMAs.
+            pool_size=40,
+            max_overflow=20,
         )
         _configure_sqlite(engine, read_only=read_only)
         return engine
-    return create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # No pre-ping (a round trip per checkout, on every request): connections are recycled
+    # instead, and a dropped one fails its request once.
+    engine = create_engine(url, echo=echo, pool_size=20, max_overflow=20, pool_recycle=1800)
+    if read_only:
+        # Single-statement reads need no transaction: no BEGIN/ROLLBACK round trips.
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
 
 
 def _configure_sqlite(engine: Engine, *, read_only: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-        # Python's sqlite3 must not open transactions itself: we emit BEGIN IMMEDIATE.
+        # Python's sqlite3 must not open transactions itself: we emit BEGIN ourselves.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -93,9 +105,49 @@ def _configure_sqlite(engine: Engine, *, read_only: bool) -> None:
             cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
+    if read_only:
+
+        @event.listens_for(engine, "begin")
+        def _on_begin_read(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN")
+
+        return
+
+    # Writers of this process queue on a mutex rather than on SQLite's busy handler, which
+    # polls with sleeps of up to 100 ms: under load that sleeping, not the work, sets the pace.
+    write_lock = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        if not write_lock.acquire(timeout=SQLITE_WRITE_WAIT_SECONDS):
+            raise TimeoutError("the database is busy: no write slot within the time limit")
+        connection.info[_HOLDS_WRITE_LOCK] = True
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            connection.info.pop(_HOLDS_WRITE_LOCK, None)
+            write_lock.release()
+            raise
+
+    def _finish(connection: Any, verb: str) -> None:
+        if not connection.info.pop(_HOLDS_WRITE_LOCK, False):
+            return
+        try:
+            # End the transaction here, so that the lock is released only once it is over;
+            # the driver's own commit()/rollback() that follows finds nothing left to do.
+            raw = connection.connection.dbapi_connection
+            if raw is not None and raw.in_transaction:
+                raw.execute(verb)
+        finally:
+            write_lock.release()
+
+    @event.listens_for(engine, "commit")
+    def _on_commit(connection: Any) -> None:
+        _finish(connection, "COMMIT")
+
+    @event.listens_for(engine, "rollback")
+    def _on_rollback(connection: Any) -> None:
+        _finish(connection, "ROLLBACK")
 
 
 def make_sessionmaker(engine: Engine, **info: Any) -> sessionmaker[Session]:

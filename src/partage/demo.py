@@ -30,7 +30,7 @@ from partage.security.models import (
 from partage.security.principal import Principal
 
 # Documented in the README and printed by `partage demo`: demo accounts only.
-DEMO_PASSWORD = "Partage-Clain-2026"  # noqa: S105
+DEMO_PASSWORD = "Partage-Clain-2026"
 DEMO_CLIENT_NAME = "DPI du CHU de Poitiers"
 DEMO_CLIENT_SCOPES = "system/*.rs system/DocumentReference.cruds"
 

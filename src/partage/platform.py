@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from partage.audit.actions import AUDIT_KEY_INFO
+from partage.audit.batch import AuditBatcher
 from partage.config import Settings
 from partage.db import make_engine, make_sessionmaker
 from partage.security.keyring import Keyring
@@ -23,11 +24,13 @@ class Platform:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    # Reads that must never wait behind a writer (the same engine on PostgreSQL).
+    # Reads that must never wait behind a writer: deferred, query-only transactions on
+    # SQLite; autocommit connections on PostgreSQL.
     read_sessions: sessionmaker[Session]
     keyring: Keyring
     passwords: Passwords
     signing_keys: SigningKeys
+    audit_batcher: AuditBatcher
 
     @classmethod
     def create(cls, settings: Settings) -> Platform:
@@ -36,7 +39,7 @@ class Platform:
         keyring = Keyring.from_settings(settings)
         url = settings.resolved_database_url
         engine = make_engine(url)
-        read_engine = make_engine(url, read_only=True) if settings.is_sqlite else engine
+        read_engine = make_engine(url, read_only=True)
         sessions = make_sessionmaker(
             engine, **{AUDIT_KEY_INFO: keyring.subkey(AUDIT_CHAIN_PURPOSE)}
         )
@@ -49,6 +52,7 @@ class Platform:
             keyring=keyring,
             passwords=Passwords(settings),
             signing_keys=SigningKeys(sessions, read_sessions, keyring),
+            audit_batcher=AuditBatcher(sessions),
         )
 
     def prepare(self) -> None:
@@ -60,6 +64,12 @@ class Platform:
     @property
     def audit_key(self) -> bytes:
         return self.keyring.subkey(AUDIT_CHAIN_PURPOSE)
+
+    @property
+    def read_engine(self) -> Engine:
+        bind = self.read_sessions.kw["bind"]
+        assert isinstance(bind, Engine)
+        return bind
 
     def close(self) -> None:
         self.engine.dispose()

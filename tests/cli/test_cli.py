@@ -401,7 +401,6 @@ def test_production_refuses_demo_and_development_defaults(cli: Cli) -> None:
     assert "PARTAGE_MASTER_KEY" in demo.stderr
     serve = cli.run("serve", env=production, expect=1)
     assert "PARTAGE_PUBLIC_URL must be an https:// address" in serve.stderr
-    assert "several workers need PostgreSQL" in cli.run("serve", "--workers", "2", expect=2).stderr
 
 
 def test_the_installed_program(cli: Cli) -> None:

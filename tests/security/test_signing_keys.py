@@ -56,3 +56,20 @@ def test_private_keys_are_sealed_at_rest(platform: Platform) -> None:
         for row in session.query(SigningKey):
             assert b'"d"' not in row.private_jwk_sealed
             assert "d" not in row.public_jwk
+
+
+def test_access_tokens_verify_with_an_independent_jose_library(
+    client: TestClient, make_client: Callable[..., tuple[OAuthClient, str | None]]
+) -> None:
+    from joserfc import jwt
+    from joserfc.jwk import KeySet
+
+    registered, secret = make_client("system/Patient.rs")
+    assert secret is not None
+    token = _token(client, registered, secret)
+    keys = KeySet.import_key_set(client.get("/oauth2/jwks").json())
+    decoded = jwt.decode(token, keys, algorithms=["ES256"])
+    assert decoded.header["typ"] == "at+jwt"
+    assert decoded.claims["client_id"] == registered.client_id
+    assert decoded.claims["scope"] == "system/Patient.rs"
+    assert decoded.claims["exp"] - decoded.claims["iat"] == 300

@@ -2,9 +2,9 @@
 
 `record()` queues an event on the session; the queue is written, chained, just before the
 session commits — in the same transaction as the action it records, holding the chain lock
-only for the last moment of the transaction. A rolled-back action leaves no audit row;
-denials that end a request in an error are written with `record_now()` in their own
-transaction so that they survive the rollback of the request.
+only for the last moment of the transaction. A rolled-back action leaves no audit row.
+Events of actions that write nothing else (a token handed to a system) go through the
+group-committing `AuditBatcher` instead (batch.py).
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Table, bindparam, event, insert, select, update
+from sqlalchemy.orm import Session
 
 from partage.audit.models import AuditChainHead, AuditEvent
-from partage.db import transaction, utcnow
+from partage.db import utcnow
 from partage.ops.context import client_ip_var, request_id_var
 
 MAIN_CHAIN = "main"
@@ -43,7 +44,9 @@ ANONYMOUS_ACTOR = Actor(kind="anonymous")
 
 
 @dataclass
-class _Pending:
+class AuditEntry:
+    """An event to be chained, captured with its request context where it happened."""
+
     occurred_at: datetime
     action: str
     outcome: str
@@ -57,8 +60,7 @@ class _Pending:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-def record(
-    session: Session,
+def new_entry(
     *,
     actor: Actor,
     action: str,
@@ -68,94 +70,114 @@ def record(
     person_id: str | None = None,
     basis: str | None = None,
     detail: dict[str, Any] | None = None,
-) -> None:
-    if AUDIT_KEY_INFO not in session.info:
-        raise RuntimeError("this session cannot write the audit trail (no audit key)")
-    session.info.setdefault(_PENDING, []).append(
-        _Pending(
-            occurred_at=utcnow(),
-            action=action,
-            outcome=outcome,
-            actor=actor,
-            entity_type=entity_type,
-            entity_id=entity_id,
-            person_id=person_id,
-            basis=basis,
-            ip=client_ip_var.get(),
-            request_id=request_id_var.get(),
-            detail=dict(detail or {}),
-        )
+) -> AuditEntry:
+    return AuditEntry(
+        occurred_at=utcnow(),
+        action=action,
+        outcome=outcome,
+        actor=actor,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        person_id=person_id,
+        basis=basis,
+        ip=client_ip_var.get(),
+        request_id=request_id_var.get(),
+        detail=dict(detail or {}),
     )
 
 
-def record_now(sessions: sessionmaker[Session], **kwargs: Any) -> None:
-    """Record in a transaction of its own (for events whose request will fail)."""
-    with transaction(sessions) as session:
-        record(session, **kwargs)
+def queue_entries(session: Session, entries: list[AuditEntry]) -> None:
+    """Chain these entries when the session commits, in its transaction."""
+    if AUDIT_KEY_INFO not in session.info:
+        raise RuntimeError("this session cannot write the audit trail (no audit key)")
+    session.info.setdefault(_PENDING, []).extend(entries)
 
 
-def canonical_payload(row: AuditEvent) -> bytes:
-    fields = {
-        "chain": row.chain,
-        "seq": row.seq,
-        "occurred_at": row.occurred_at.isoformat(timespec="microseconds"),
-        "action": row.action,
-        "outcome": row.outcome,
-        "actor_kind": row.actor_kind,
-        "actor_id": row.actor_id,
-        "actor_label": row.actor_label,
-        "entity_type": row.entity_type,
-        "entity_id": row.entity_id,
-        "person_id": row.person_id,
-        "basis": row.basis,
-        "ip": row.ip,
-        "request_id": row.request_id,
-        "detail": row.detail,
-        "prev_hash": row.prev_hash,
-    }
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+def record(session: Session, **event: Any) -> None:
+    """Record an event in the session's transaction (see `new_entry` for the fields)."""
+    queue_entries(session, [new_entry(**event)])
 
 
-def chain_hash(key: bytes, row: AuditEvent) -> str:
-    return hmac.new(key, canonical_payload(row), hashlib.sha256).hexdigest()
+_HASHED_FIELDS = (
+    "chain", "seq", "occurred_at", "action", "outcome", "actor_kind", "actor_id",
+    "actor_label", "entity_type", "entity_id", "person_id", "basis", "ip", "request_id",
+    "detail", "prev_hash",
+)  # fmt: skip
+
+
+def canonical_payload(fields: Mapping[str, Any]) -> bytes:
+    """The bytes a row's hash covers: every field but the hash, in a fixed JSON form."""
+    payload = {name: fields[name] for name in _HASHED_FIELDS}
+    payload["occurred_at"] = fields["occurred_at"].isoformat(timespec="microseconds")
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_hash(key: bytes, fields: Mapping[str, Any]) -> str:
+    return hmac.new(key, canonical_payload(fields), hashlib.sha256).hexdigest()
+
+
+def row_fields(row: AuditEvent) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in _HASHED_FIELDS}
+
+
+_HEAD = cast(Table, AuditChainHead.__table__)
+_EVENTS = cast(Table, AuditEvent.__table__)
+# Built once: this runs at the end of every write transaction.
+_SELECT_HEAD = (
+    select(_HEAD.c.last_seq, _HEAD.c.last_hash)
+    .where(_HEAD.c.chain == bindparam("chain"))
+    .with_for_update()
+)
+_INSERT_HEAD = insert(_HEAD)
+_INSERT_EVENTS = insert(_EVENTS)
+_UPDATE_HEAD = (
+    update(_HEAD)
+    .where(_HEAD.c.chain == bindparam("head_chain"))
+    .values(last_seq=bindparam("new_seq"), last_hash=bindparam("new_hash"))
+)
 
 
 @event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
-    pending: list[_Pending] | None = session.info.pop(_PENDING, None)
+    pending: list[AuditEntry] | None = session.info.pop(_PENDING, None)
     if not pending:
         return
     key: bytes = session.info[AUDIT_KEY_INFO]
-    head = session.execute(
-        select(AuditChainHead).where(AuditChainHead.chain == MAIN_CHAIN).with_for_update()
-    ).scalar_one_or_none()
+    head = session.execute(_SELECT_HEAD, {"chain": MAIN_CHAIN}).first()
     if head is None:
-        head = AuditChainHead(chain=MAIN_CHAIN, last_seq=0, last_hash=GENESIS_HASH)
-        session.add(head)
-    for item in pending:
-        row = AuditEvent(
-            chain=MAIN_CHAIN,
-            seq=head.last_seq + 1,
-            occurred_at=item.occurred_at,
-            action=item.action,
-            outcome=item.outcome,
-            actor_kind=item.actor.kind,
-            actor_id=item.actor.id,
-            actor_label=item.actor.label,
-            entity_type=item.entity_type,
-            entity_id=item.entity_id,
-            person_id=item.person_id,
-            basis=item.basis,
-            ip=item.ip,
-            request_id=item.request_id,
-            detail=item.detail,
-            prev_hash=head.last_hash,
-            hash="",
+        last_seq, last_hash = 0, GENESIS_HASH
+        session.execute(
+            _INSERT_HEAD, {"chain": MAIN_CHAIN, "last_seq": 0, "last_hash": GENESIS_HASH}
         )
-        row.hash = chain_hash(key, row)
-        session.add(row)
-        head.last_seq, head.last_hash = row.seq, row.hash
-    session.flush()
+    else:
+        last_seq, last_hash = head
+    rows: list[dict[str, Any]] = []
+    for item in pending:
+        row: dict[str, Any] = {
+            "chain": MAIN_CHAIN,
+            "seq": last_seq + 1,
+            "occurred_at": item.occurred_at,
+            "action": item.action,
+            "outcome": item.outcome,
+            "actor_kind": item.actor.kind,
+            "actor_id": item.actor.id,
+            "actor_label": item.actor.label,
+            "entity_type": item.entity_type,
+            "entity_id": item.entity_id,
+            "person_id": item.person_id,
+            "basis": item.basis,
+            "ip": item.ip,
+            "request_id": item.request_id,
+            "detail": item.detail,
+            "prev_hash": last_hash,
+        }
+        row["hash"] = chain_hash(key, row)
+        rows.append(row)
+        last_seq, last_hash = row["seq"], row["hash"]
+    session.execute(_INSERT_EVENTS, rows)
+    session.execute(
+        _UPDATE_HEAD, {"head_chain": MAIN_CHAIN, "new_seq": last_seq, "new_hash": last_hash}
+    )
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -10,8 +10,6 @@ import uvicorn
 
 from partage.app import create_app
 from partage.cli.common import (
-    EXIT_USAGE,
-    fail,
     load_settings,
     new_table,
     open_platform,
@@ -61,14 +59,17 @@ def serve(
     host: HostOption = "127.0.0.1",
     port: PortOption = 8000,
     workers: Annotated[
-        int, typer.Option(min=1, max=64, help="Worker processes (more than 1: SQLite excluded).")
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes. On SQLite they share one writer (WAL, BEGIN IMMEDIATE) "
+            "but spread the CPU work: HTTP, signatures, templates.",
+        ),
     ] = 1,
 ) -> None:
     """Serve HTTP: the API, FHIR, DICOMweb and the portals. Migrates the schema first."""
     settings = server_settings(host, port)
-    if workers > 1 and settings.is_sqlite:
-        # One SQLite writer at a time: extra processes would only queue on its lock.
-        fail("several workers need PostgreSQL (PARTAGE_DATABASE_URL)", code=EXIT_USAGE)
     with open_platform(settings, migrate=True) as platform:
         run_server(platform, host=host, port=port, workers=workers)
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from partage.ops.context import request_id_var
 
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# Uvicorn adds a terminal-coloured copy of its messages: noise in a JSON line.
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):

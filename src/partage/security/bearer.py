@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from partage.platform import Platform
@@ -31,7 +31,33 @@ class InvalidToken(Exception):
     """Missing, malformed, expired, revoked, or standing on a disabled account or client."""
 
 
-def principal_from_token(session: Session, platform: Platform, token: str) -> Principal:
+# Built once: these run on every API request.
+_CLIENT_STATE = (
+    select(OAuthClient.status, OAuthClient.name, RevokedAccessToken.jti)
+    .select_from(OAuthClient)
+    .outerjoin(RevokedAccessToken, RevokedAccessToken.jti == bindparam("jti"))
+    .where(OAuthClient.client_id == bindparam("client_id"))
+)
+_ACCOUNT_STATE = (
+    select(
+        Account.status,
+        Account.login,
+        Account.profile,
+        Account.establishment_id,
+        OAuthClient.status,
+        RevokedAccessToken.jti,
+        SsoSession.ended_at,
+        SsoSession.sid,
+    )
+    .select_from(Account)
+    .join(OAuthClient, OAuthClient.client_id == bindparam("client_id"))
+    .outerjoin(RevokedAccessToken, RevokedAccessToken.jti == bindparam("jti"))
+    .outerjoin(SsoSession, SsoSession.sid == bindparam("sid"))
+    .where(Account.id == bindparam("account_id"))
+)
+
+
+def principal_from_token(db: Session | Connection, platform: Platform, token: str) -> Principal:
     claims = decode_own_token(platform, token)
     if claims is None:
         raise InvalidToken("invalid token")
@@ -43,11 +69,7 @@ def principal_from_token(session: Session, platform: Platform, token: str) -> Pr
     jti = str(claims.get("jti", ""))
     kind = claims.get("ptype")
     if kind == "client":
-        row = session.execute(
-            select(OAuthClient.status, OAuthClient.name, RevokedAccessToken.jti)
-            .outerjoin(RevokedAccessToken, RevokedAccessToken.jti == jti)
-            .where(OAuthClient.client_id == client_id)
-        ).first()
+        row = db.execute(_CLIENT_STATE, {"jti": jti, "client_id": client_id}).first()
         if row is None or row[0] != ClientStatus.active or row[2] is not None:
             raise InvalidToken("invalid token")
         return Principal(kind="client", label=row[1], client_id=client_id, scopes=scopes)
@@ -57,24 +79,10 @@ def principal_from_token(session: Session, platform: Platform, token: str) -> Pr
         except ValueError:
             raise InvalidToken("invalid token") from None
         sid = claims.get("sid")
-        stmt = (
-            select(
-                Account.status,
-                Account.login,
-                Account.profile,
-                Account.establishment_id,
-                OAuthClient.status,
-                RevokedAccessToken.jti,
-                SsoSession.ended_at,
-                SsoSession.sid,
-            )
-            .select_from(Account)
-            .join(OAuthClient, OAuthClient.client_id == client_id)
-            .outerjoin(RevokedAccessToken, RevokedAccessToken.jti == jti)
-            .outerjoin(SsoSession, SsoSession.sid == str(sid or ""))
-            .where(Account.id == account_id)
-        )
-        found = session.execute(stmt).first()
+        found = db.execute(
+            _ACCOUNT_STATE,
+            {"client_id": client_id, "jti": jti, "sid": str(sid or ""), "account_id": account_id},
+        ).first()
         if (
             found is None
             or found[0] != AccountStatus.active

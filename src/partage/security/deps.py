@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from partage.db import transaction
 from partage.security.bearer import InvalidToken, bearer_token, principal_from_token
 from partage.security.principal import Principal
 from partage.web.deps import get_platform
@@ -20,9 +19,9 @@ def bearer_principal(request: Request) -> Principal:
     if token is None:
         raise HTTPException(401, "a bearer token is required", headers=_CHALLENGE)
     platform = get_platform(request)
-    with transaction(platform.read_sessions) as session:
+    with platform.read_engine.connect() as connection:
         try:
-            return principal_from_token(session, platform, token)
+            return principal_from_token(connection, platform, token)
         except InvalidToken:
             raise HTTPException(401, "the token is not valid", headers=_CHALLENGE) from None
 

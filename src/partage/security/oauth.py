@@ -16,14 +16,21 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ec import ECDSA, EllipticCurvePrivateKey
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+from cryptography.hazmat.primitives.hashes import SHA256
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
-from partage.audit.actions import Actor, record
+from partage.audit.actions import Actor, AuditEntry, new_entry, record
 from partage.db import utcnow
 from partage.ops.metrics import AUTH_EVENTS
 from partage.platform import Platform
@@ -94,7 +101,7 @@ def authenticate_client(
             raise invalid from None
         # RFC 6749 §2.3.1: both parts are form-urlencoded before being joined.
         client_id, secret = unquote(raw_id), unquote(raw_secret)
-        client = service.get_client(session, client_id=client_id)
+        client = _client(session, client_id)
         if client is None or not client.is_active:
             raise invalid
         if not client_secret_matches(platform.keyring, client, secret):
@@ -106,7 +113,7 @@ def authenticate_client(
         return _authenticate_private_key_jwt(session, platform, creds, endpoint=endpoint)
     if creds.client_id is None:
         raise invalid
-    client = service.get_client(session, client_id=creds.client_id)
+    client = _client(session, creds.client_id)
     if client is None or not client.is_active:
         raise invalid
     if creds.client_secret is not None:
@@ -116,6 +123,18 @@ def authenticate_client(
     if client.token_endpoint_auth_method == "none":
         return client
     raise invalid
+
+
+# Built once, and without the eager join to the establishment: the token endpoint's hot path.
+_CLIENT_BY_ID = (
+    select(OAuthClient)
+    .where(OAuthClient.client_id == bindparam("client_id"))
+    .options(lazyload(OAuthClient.establishment))
+)
+
+
+def _client(session: Session, client_id: str) -> OAuthClient | None:
+    return session.scalar(_CLIENT_BY_ID, {"client_id": client_id})
 
 
 def _unverified_claims(assertion: str) -> dict[str, Any]:
@@ -128,6 +147,23 @@ def _unverified_claims(assertion: str) -> dict[str, Any]:
     if not isinstance(claims, dict):
         raise OAuthError("invalid_client", "malformed client assertion", status=401)
     return claims
+
+
+def claimed_client_id(creds: ClientCredentials) -> str | None:
+    """The client id a failed authentication claimed, for its audit row (never trusted)."""
+    if creds.authorization and creds.authorization[:6].lower() == "basic ":
+        try:
+            decoded = base64.b64decode(creds.authorization[6:].strip(), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return unquote(decoded.split(":", 1)[0])
+    if creds.client_assertion:
+        try:
+            issuer = _unverified_claims(creds.client_assertion).get("iss")
+        except OAuthError:
+            return None
+        return issuer if isinstance(issuer, str) else None
+    return creds.client_id
 
 
 def _authenticate_private_key_jwt(
@@ -215,9 +251,29 @@ def issue_access_token(
     }
     if sid:
         claims["sid"] = sid
-    key = platform.signing_keys.signing_key(ACCESS_TOKEN_ALG)
-    header = {"alg": ACCESS_TOKEN_ALG, "kid": key.kid, "typ": "at+jwt"}
-    return IssuedToken(jwt.encode(header, claims, key), jti, ttl)
+    kid, key = platform.signing_keys.access_token_signer()
+    header = {"alg": ACCESS_TOKEN_ALG, "kid": kid, "typ": "at+jwt"}
+    return IssuedToken(_sign_es256(header, claims, key), jti, ttl)
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _compact_json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _sign_es256(
+    header: dict[str, Any], claims: dict[str, Any], key: EllipticCurvePrivateKey
+) -> str:
+    """Compact JWS, ES256 (RFC 7515/7518), signed with `cryptography` directly: every token
+    goes through here. `decode_own_token` is its counterpart; the tests check both against
+    an independent JOSE library."""
+    signing_input = f"{_b64encode(_compact_json(header))}.{_b64encode(_compact_json(claims))}"
+    r, s = decode_dss_signature(key.sign(signing_input.encode(), ECDSA(SHA256())))
+    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return f"{signing_input}.{_b64encode(signature)}"
 
 
 def _id_token(
@@ -262,8 +318,10 @@ def _parse_scope(text: str) -> Scopes:
 
 
 def grant_client_credentials(
-    session: Session, platform: Platform, client: OAuthClient, *, scope: str | None
-) -> dict[str, Any]:
+    platform: Platform, client: OAuthClient, *, scope: str | None
+) -> tuple[dict[str, Any], AuditEntry]:
+    """The token response and its audit entry (which the caller must commit before answering:
+    the grant itself writes nothing)."""
     if "client_credentials" not in client.grant_types:
         raise OAuthError("unauthorized_client", "this client may not use client_credentials")
     allowed = Scopes.parse(client.allowed_scopes)
@@ -275,8 +333,7 @@ def grant_client_credentials(
     token = issue_access_token(
         platform, subject=client.client_id, client=client, scope=granted, kind="client"
     )
-    record(
-        session,
+    entry = new_entry(
         actor=client_actor(client),
         action="token.issue",
         entity_type="OAuthClient",
@@ -284,12 +341,13 @@ def grant_client_credentials(
         detail={"grant": "client_credentials", "scope": str(granted), "jti": token.jti},
     )
     AUTH_EVENTS.labels("token", "client_credentials").inc()
-    return {
+    body = {
         "access_token": token.value,
         "token_type": "Bearer",
         "expires_in": token.expires_in,
         "scope": str(granted),
     }
+    return body, entry
 
 
 def create_authorization_code(
@@ -517,18 +575,40 @@ def _sso_alive(session: Session, sid: str) -> bool:
     return ended is not None and ended[0] is None and ended[1] > utcnow()
 
 
+def _b64decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
 def decode_own_token(platform: Platform, token: str) -> dict[str, Any] | None:
-    """Claims of a token we signed, checked for signature, issuer and time; else None."""
-    if token.count(".") != 2 or len(token) > 8192:
+    """Claims of an access token we signed, checked for signature, issuer and time; else None.
+
+    Verified with `cryptography` directly: this runs on every API request.
+    """
+    if len(token) > 8192:
+        return None
+    parts = token.split(".")
+    if len(parts) != 3:
         return None
     try:
-        header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
-        kid = header.get("kid") if isinstance(header, dict) else None
-        keys = platform.signing_keys.verification_keys(kid if isinstance(kid, str) else None)
-        decoded = jwt.decode(token, keys, algorithms=[ACCESS_TOKEN_ALG])
-    except (JoseError, ValueError, TypeError, UnicodeDecodeError):
+        header = json.loads(_b64decode(parts[0]))
+        if not isinstance(header, dict) or header.get("alg") != ACCESS_TOKEN_ALG:
+            return None
+        kid = header.get("kid")
+        verifier = (
+            platform.signing_keys.access_token_verifier(kid) if isinstance(kid, str) else None
+        )
+        signature = _b64decode(parts[2])
+        if verifier is None or len(signature) != 64:
+            return None
+        der = encode_dss_signature(
+            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        )
+        verifier.verify(der, f"{parts[0]}.{parts[1]}".encode(), ECDSA(SHA256()))
+        claims = json.loads(_b64decode(parts[1]))
+    except (InvalidSignature, ValueError, TypeError, UnicodeDecodeError):
         return None
-    claims = dict(decoded.claims)
+    if not isinstance(claims, dict):
+        return None
     now = int(utcnow().timestamp())
     exp, nbf = claims.get("exp"), claims.get("nbf", 0)
     if (

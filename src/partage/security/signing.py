@@ -14,6 +14,7 @@ import time
 from datetime import timedelta
 from typing import Any, TypeAlias
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey, KeyParameters, KeySet, RSAKey
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -89,6 +90,8 @@ class SigningKeys:
         self._current: dict[str, AnyKey] = {}
         self._published: KeySet = KeySet([])
         self._public_jwks: dict[str, Any] = {"keys": []}
+        # Access-token verification keys by kid, as `cryptography` objects (the hot path).
+        self._access_verifiers: dict[str, ec.EllipticCurvePublicKey] = {}
 
     def ensure_and_load(self) -> None:
         with transaction(self._sessions) as session:
@@ -108,6 +111,7 @@ class SigningKeys:
             )
         current: dict[str, AnyKey] = {}
         public: list[ECKey | RSAKey | Any] = []
+        verifiers: dict[str, ec.EllipticCurvePublicKey] = {}
         for row in rows:
             data = json.loads(
                 self._keyring.unseal(
@@ -118,15 +122,25 @@ class SigningKeys:
             if row.retired_at is None:
                 current[row.alg] = key
             public.append(key)
+            if isinstance(key, ECKey) and isinstance(key.public_key, ec.EllipticCurvePublicKey):
+                verifiers[row.kid] = key.public_key
         with self._lock:
             self._current = current
             self._published = KeySet(public)
             self._public_jwks = {"keys": [dict(row.public_jwk) for row in rows]}
+            self._access_verifiers = verifiers
             self._loaded_at = time.monotonic()
 
     def _fresh(self) -> None:
         if time.monotonic() - self._loaded_at > _RELOAD_SECONDS:
             self.reload()
+
+    def access_token_signer(self) -> tuple[str, ec.EllipticCurvePrivateKey]:
+        """The current access-token key as (kid, `cryptography` key): the token hot path."""
+        key = self.signing_key(ACCESS_TOKEN_ALG)
+        private = key.private_key
+        assert isinstance(private, ec.EllipticCurvePrivateKey)
+        return str(key.kid), private
 
     def signing_key(self, alg: str) -> AnyKey:
         self._fresh()
@@ -139,6 +153,15 @@ class SigningKeys:
         if unknown and time.monotonic() - self._loaded_at > 1.0:
             self.reload()
         return self._published
+
+    def access_token_verifier(self, kid: str) -> ec.EllipticCurvePublicKey | None:
+        self._fresh()
+        verifier = self._access_verifiers.get(kid)
+        if verifier is None and time.monotonic() - self._loaded_at > 1.0:
+            # A key rotated in by another process since our last load.
+            self.reload()
+            verifier = self._access_verifiers.get(kid)
+        return verifier
 
     def public_jwks(self) -> dict[str, Any]:
         self._fresh()
