@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 from partage.audit.actions import GENESIS_HASH, MAIN_CHAIN, chain_hash, row_fields
 from partage.audit.models import AuditChainHead, AuditEvent
 
-
 _PAGE = 2000
 
 
