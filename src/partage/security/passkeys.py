@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -209,3 +210,20 @@ def finish_authentication(
         detail={"method": "passkey"},
     )
     return PasswordOutcome.signed_in
+
+
+def remove_passkey(session: Session, *, account: Account, credential_id: uuid.UUID) -> bool:
+    """Forget one of the account's own passkeys; False when it has no such passkey."""
+    credential = session.get(WebAuthnCredential, credential_id)
+    if credential is None or credential.account_id != account.id:
+        return False
+    session.delete(credential)
+    record(
+        session,
+        actor=account_actor(account),
+        action="mfa.passkey_remove",
+        entity_type="Account",
+        entity_id=str(account.id),
+        detail={"name": credential.name},
+    )
+    return True

@@ -35,10 +35,11 @@ MSG_BAD_CREDENTIALS = N_("Incorrect login or password.")
 MSG_LOCKED = N_("Too many attempts. Try again in 15 minutes or contact your administrator.")
 MSG_BAD_CODE = N_("Incorrect code. Check the time on your phone and try again.")
 MSG_SIGNED_OUT = N_("You are signed out.")
+MSG_PASSKEY_FAILED = N_("The security key or passkey could not be verified. Try again.")
 LANG_COOKIE_MAX_AGE = 365 * 24 * 3600
 
 
-def _with_next(path: str, next_path: str) -> str:
+def with_next(path: str, next_path: str) -> str:
     return path if next_path == "/" else f"{path}?{urlencode({'next': next_path})}"
 
 
@@ -101,16 +102,16 @@ def login_submit(
             request, next_path=next_path, message=MSG_BAD_CREDENTIALS, login=login[:200]
         )
     if result.outcome is PasswordOutcome.second_factor:
-        response = see_other(_with_next("/login/mfa", next_path))
+        response = see_other(with_next("/login/mfa", next_path))
     elif result.outcome is PasswordOutcome.enrol_second_factor:
-        response = see_other(_with_next("/login/enrol", next_path))
+        response = see_other(with_next("/login/enrol", next_path))
     else:
         response = see_other(next_path)
     set_private_cookie(response, platform.settings, cookie_name, result.cookie_secret)
     return response
 
 
-def _pending_sso(request: Request, platform: Platform, session: Any) -> SsoSession | None:
+def pending_sso(request: Request, platform: Platform, session: Any) -> SsoSession | None:
     secret = request.cookies.get(authn.sso_cookie_name(platform.settings))
     return authn.load_sso_session(session, platform, secret)
 
@@ -125,21 +126,29 @@ def _demo_code(platform: Platform, account: Account) -> str | None:
 
 
 @router.get("/login/mfa")
-def mfa_form(request: Request, next: NextQuery = None) -> Response:
+def mfa_form(
+    request: Request,
+    next: NextQuery = None,
+    problem: Annotated[str | None, Query(max_length=20)] = None,
+) -> Response:
     platform = get_platform(request)
     next_path = safe_next(next)
     with transaction(platform.sessions) as session:
-        sso = _pending_sso(request, platform, session)
+        sso = pending_sso(request, platform, session)
         if sso is None:
-            return see_other(_with_next("/login", next_path))
+            return see_other(with_next("/login", next_path))
         if sso.stage == Stage.complete.value:
             return see_other(next_path)
-        if not sso.account.has_totp:
-            return see_other(_with_next("/login/enrol", next_path))
+        has_passkeys = authn.has_passkeys(session, sso.account)
+        if not sso.account.has_totp and not has_passkeys:
+            return see_other(with_next("/login/enrol", next_path))
         context = {
             "next": next_path,
             "form_token": sso.csrf_token,
             "demo_code": _demo_code(platform, sso.account),
+            "has_totp": sso.account.has_totp,
+            "has_passkeys": has_passkeys,
+            "message": MSG_PASSKEY_FAILED if problem == "passkey" else None,
         }
     return render(request, "mfa.html", context)
 
@@ -154,9 +163,9 @@ def mfa_submit(
     platform = get_platform(request)
     next_path = safe_next(next)
     with transaction(platform.sessions) as session:
-        sso = _pending_sso(request, platform, session)
+        sso = pending_sso(request, platform, session)
         if sso is None:
-            return see_other(_with_next("/login", next_path))
+            return see_other(with_next("/login", next_path))
         if not csrf.session_csrf_ok(request, sso.csrf_token, csrf_token):
             return error_page(request, "csrf", 403)
         if sso.stage == Stage.complete.value:
@@ -166,6 +175,8 @@ def mfa_submit(
             "next": next_path,
             "form_token": sso.csrf_token,
             "demo_code": _demo_code(platform, sso.account),
+            "has_totp": sso.account.has_totp,
+            "has_passkeys": authn.has_passkeys(session, sso.account),
             "message": MSG_BAD_CODE,
         }
     if outcome is PasswordOutcome.signed_in:
@@ -203,13 +214,13 @@ def enrol_form(request: Request, next: NextQuery = None) -> Response:
     platform = get_platform(request)
     next_path = safe_next(next)
     with transaction(platform.sessions) as session:
-        sso = _pending_sso(request, platform, session)
+        sso = pending_sso(request, platform, session)
         if sso is None:
-            return see_other(_with_next("/login", next_path))
+            return see_other(with_next("/login", next_path))
         if sso.stage == Stage.complete.value:
             return see_other(next_path)
         if sso.account.has_totp:
-            return see_other(_with_next("/login/mfa", next_path))
+            return see_other(with_next("/login/mfa", next_path))
         context = {
             "next": next_path,
             "form_token": sso.csrf_token,
@@ -229,9 +240,9 @@ def enrol_submit(
     platform = get_platform(request)
     next_path = safe_next(next)
     with transaction(platform.sessions) as session:
-        sso = _pending_sso(request, platform, session)
+        sso = pending_sso(request, platform, session)
         if sso is None:
-            return see_other(_with_next("/login", next_path))
+            return see_other(with_next("/login", next_path))
         if not csrf.session_csrf_ok(request, sso.csrf_token, csrf_token):
             return error_page(request, "csrf", 403)
         if sso.stage == Stage.complete.value:
@@ -251,7 +262,7 @@ def enrol_submit(
     if confirmed:
         return see_other(next_path)
     if not context:
-        return see_other(_with_next("/login/mfa", next_path))
+        return see_other(with_next("/login/mfa", next_path))
     return render(request, "enrol.html", context)
 
 
@@ -266,7 +277,7 @@ def logout(request: Request, csrf_token: FormText = "") -> Response:
             ended = portal.get_sso_session(session, sid=user.sid)
             if ended is not None:
                 authn.end_sso_session(session, ended)
-        cookie_session = _pending_sso(request, platform, session)
+        cookie_session = pending_sso(request, platform, session)
         if cookie_session is not None:
             authn.end_sso_session(session, cookie_session)
     response = login_page(request, notice=MSG_SIGNED_OUT)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
 from partage.db import transaction
-from partage.security import authn, portal, service
+from partage.security import authn, passkeys, portal, service
 from partage.security.oauth import OAuthError, grant_authorization_code
 from partage.web import csrf
 from partage.web.auth_pages import MSG_BAD_CODE, enrolment_context, pending_totp
@@ -38,6 +38,12 @@ router = APIRouter(tags=["portal"])
 QueryText = Annotated[str | None, Query(max_length=4096)]
 FormText = Annotated[str, Form(max_length=200)]
 MSG_TOTP_ENROLLED = N_("Your authenticator app is now set up.")
+_SECURITY_NOTICES = {
+    "totp": MSG_TOTP_ENROLLED,
+    "passkey": N_("Your security key or passkey has been added."),
+    "passkey-failed": N_("The security key or passkey could not be verified. Try again."),
+    "passkey-removed": N_("The security key or passkey has been removed."),
+}
 
 
 @router.get("/portal/callback")
@@ -115,13 +121,24 @@ def account_security(request: Request, done: QueryText = None) -> Response:
     with transaction(platform.read_sessions) as session:
         account = service.get_account_by_id(session, account_id=user.account_id)
         assert account is not None  # the portal session was just checked
+        locale = request_locale(request)
         since = account.totp_confirmed_at
         context = {
             "has_totp": account.has_totp,
-            "totp_since": format_date(since, format="long", locale=request_locale(request))
-            if since
-            else None,
-            "notice": MSG_TOTP_ENROLLED if done == "totp" else None,
+            "totp_since": format_date(since, format="long", locale=locale) if since else None,
+            "notice": _SECURITY_NOTICES.get(done or ""),
+            "form_token": user.csrf_token,
+            "passkeys": [
+                {
+                    "id": key.id,
+                    "name": key.name,
+                    "added": format_date(key.created_at, format="long", locale=locale),
+                    "last_used": format_date(key.last_used_at, format="long", locale=locale)
+                    if key.last_used_at
+                    else None,
+                }
+                for key in passkeys.credentials_of(session, account)
+            ],
         }
     return render(request, "account_security.html", context, user=user)
 
