@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Header, Query, Request
+from fastapi import APIRouter, Depends, Form, Header, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -134,13 +134,17 @@ def _error(exc: OAuthError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
-def _credentials(
-    authorization: str | None,
-    client_id: str | None,
-    client_secret: str | None,
-    client_assertion_type: str | None,
-    client_assertion: str | None,
+async def _client_authentication(
+    client_id: FormStr = None,
+    client_secret: FormStr = None,
+    client_assertion_type: FormStr = None,
+    client_assertion: FormStr = None,
+    authorization: Annotated[str | None, Header()] = None,
 ) -> ClientCredentials:
+    """What the request presents to authenticate its client (RFC 6749 §2.3, RFC 7523).
+
+    Async although it awaits nothing: FastAPI would run a plain function in a thread.
+    """
     return ClientCredentials(
         authorization=authorization,
         client_id=client_id,
@@ -148,6 +152,9 @@ def _credentials(
         client_assertion_type=client_assertion_type,
         client_assertion=client_assertion,
     )
+
+
+ClientAuthentication = Annotated[ClientCredentials, Depends(_client_authentication)]
 
 
 @router.post("/oauth2/token")
@@ -159,17 +166,11 @@ async def token(
     redirect_uri: FormStr = None,
     code_verifier: FormStr = None,
     refresh_token: FormStr = None,
-    client_id: FormStr = None,
-    client_secret: FormStr = None,
-    client_assertion_type: FormStr = None,
-    client_assertion: FormStr = None,
-    authorization: Annotated[str | None, Header()] = None,
+    *,
+    creds: ClientAuthentication,
 ) -> Response:
     platform = get_platform(request)
     endpoint = f"{platform.settings.issuer}/oauth2/token"
-    creds = _credentials(
-        authorization, client_id, client_secret, client_assertion_type, client_assertion
-    )
     if grant_type == "client_credentials":
         return await _client_credentials(platform, creds, endpoint=endpoint, scope=scope)
     return await run_in_threadpool(
@@ -303,16 +304,10 @@ def revoke(
     request: Request,
     token: FormStr = None,
     token_type_hint: FormStr = None,
-    client_id: FormStr = None,
-    client_secret: FormStr = None,
-    client_assertion_type: FormStr = None,
-    client_assertion: FormStr = None,
-    authorization: Annotated[str | None, Header()] = None,
+    *,
+    creds: ClientAuthentication,
 ) -> Response:
     platform = get_platform(request)
-    creds = _credentials(
-        authorization, client_id, client_secret, client_assertion_type, client_assertion
-    )
     try:
         with transaction(platform.sessions) as session:
             client = oauth.authenticate_client(
@@ -331,16 +326,10 @@ def introspect(
     request: Request,
     token: FormStr = None,
     token_type_hint: FormStr = None,
-    client_id: FormStr = None,
-    client_secret: FormStr = None,
-    client_assertion_type: FormStr = None,
-    client_assertion: FormStr = None,
-    authorization: Annotated[str | None, Header()] = None,
+    *,
+    creds: ClientAuthentication,
 ) -> Response:
     platform = get_platform(request)
-    creds = _credentials(
-        authorization, client_id, client_secret, client_assertion_type, client_assertion
-    )
     try:
         with transaction(platform.sessions) as session:
             oauth.authenticate_client(

@@ -116,6 +116,21 @@ def pending_sso(request: Request, platform: Platform, session: Any) -> SsoSessio
     return authn.load_sso_session(session, platform, secret)
 
 
+def second_factor_step(
+    request: Request, platform: Platform, session: Any, csrf_token: str, next_path: str
+) -> SsoSession | Response:
+    """The session waiting for its second factor, or the page to send the browser to
+    instead (signed out: sign in; bad CSRF: refused; already complete: onwards)."""
+    sso = pending_sso(request, platform, session)
+    if sso is None:
+        return see_other(with_next("/login", next_path))
+    if not csrf.session_csrf_ok(request, sso.csrf_token, csrf_token):
+        return error_page(request, "csrf", 403)
+    if sso.stage == Stage.complete.value:
+        return see_other(next_path)
+    return sso
+
+
 def _demo_code(platform: Platform, account: Account) -> str | None:
     """Demo territories only: the current code of a demo account, so a visitor can sign in
     without an authenticator app. Never for a real account, never outside demo mode."""
@@ -163,13 +178,9 @@ def mfa_submit(
     platform = get_platform(request)
     next_path = safe_next(next)
     with transaction(platform.sessions) as session:
-        sso = pending_sso(request, platform, session)
-        if sso is None:
-            return see_other(with_next("/login", next_path))
-        if not csrf.session_csrf_ok(request, sso.csrf_token, csrf_token):
-            return error_page(request, "csrf", 403)
-        if sso.stage == Stage.complete.value:
-            return see_other(next_path)
+        sso = second_factor_step(request, platform, session, csrf_token, next_path)
+        if isinstance(sso, Response):
+            return sso
         outcome = authn.verify_second_factor_totp(session, platform, sso=sso, code=code[:20])
         context = {
             "next": next_path,
@@ -240,13 +251,9 @@ def enrol_submit(
     platform = get_platform(request)
     next_path = safe_next(next)
     with transaction(platform.sessions) as session:
-        sso = pending_sso(request, platform, session)
-        if sso is None:
-            return see_other(with_next("/login", next_path))
-        if not csrf.session_csrf_ok(request, sso.csrf_token, csrf_token):
-            return error_page(request, "csrf", 403)
-        if sso.stage == Stage.complete.value:
-            return see_other(next_path)
+        sso = second_factor_step(request, platform, session, csrf_token, next_path)
+        if isinstance(sso, Response):
+            return sso
         confirmed = authn.confirm_totp_enrolment(
             session, platform, account=sso.account, code=code[:20], sso=sso
         )

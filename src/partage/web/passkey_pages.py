@@ -15,9 +15,14 @@ from fastapi.responses import JSONResponse, Response
 
 from partage.db import transaction
 from partage.security import passkeys, portal, service
-from partage.security.authn import PasswordOutcome, Stage
+from partage.security.authn import PasswordOutcome
 from partage.web import csrf
-from partage.web.auth_pages import MSG_LOCKED, login_page, pending_sso, with_next
+from partage.web.auth_pages import (
+    MSG_LOCKED,
+    login_page,
+    pending_sso,
+    second_factor_step,
+)
 from partage.web.deps import get_platform
 from partage.web.pages import error_page, safe_next, see_other
 from partage.web.session import current_user, drop_all_sessions, sign_in_redirect
@@ -104,13 +109,9 @@ def sign_in_with_passkey(
     platform = get_platform(request)
     next_path = safe_next(next)
     with transaction(platform.sessions) as session:
-        sso = pending_sso(request, platform, session)
-        if sso is None:
-            return see_other(with_next("/login", next_path))
-        if not csrf.session_csrf_ok(request, sso.csrf_token, csrf_token):
-            return error_page(request, "csrf", 403)
-        if sso.stage == Stage.complete.value:
-            return see_other(next_path)
+        sso = second_factor_step(request, platform, session, csrf_token, next_path)
+        if isinstance(sso, Response):
+            return sso
         outcome = passkeys.finish_authentication(
             session, platform, sso=sso, credential_json=credential
         )
