@@ -227,3 +227,55 @@ def test_authorize_refuses_what_it_cannot_trust(
     assert parse_qs(urlsplit(too_much.headers["location"]).query)["error"] == ["invalid_scope"]
     silent = httpx.get(f"{live_server}/oauth2/authorize", params={**base, "prompt": "none"})
     assert parse_qs(urlsplit(silent.headers["location"]).query)["error"] == ["login_required"]
+
+
+def test_rp_initiated_logout_ends_the_session_and_its_tokens(
+    live_server: str,
+    application: tuple[OAuthClient, str],
+    make_account: Callable[..., MadeAccount],
+) -> None:
+    registered, secret = application
+    person = make_account(Profile.nurse)
+    oauth = OAuth2Client(
+        registered.client_id,
+        secret,
+        scope=APP_SCOPES,
+        redirect_uri=REDIRECT_URI,
+        code_challenge_method="S256",
+    )
+    verifier = generate_token(64)
+    url, _ = oauth.create_authorization_url(
+        f"{live_server}/oauth2/authorize", code_verifier=verifier
+    )
+    with httpx.Client(base_url=live_server) as browser:
+        redirect = sign_in_through_browser_forms(browser, url, person)
+        token = oauth.fetch_token(
+            f"{live_server}/oauth2/token", authorization_response=redirect, code_verifier=verifier
+        )
+        assert oauth.get(f"{live_server}/api/v1/whoami").status_code == 200
+
+        refused = browser.get(
+            "/oauth2/logout",
+            params={
+                "id_token_hint": token["id_token"],
+                "post_logout_redirect_uri": "https://evil.example/",
+            },
+        )
+        assert refused.status_code == 400
+
+        confirm = browser.get(
+            "/oauth2/logout",
+            params={
+                "id_token_hint": token["id_token"],
+                "post_logout_redirect_uri": REDIRECT_URI,
+                "state": "bye",
+            },
+        )
+        assert confirm.status_code == 200
+        # A link alone signs nobody out: the person confirms with the session's form.
+        assert oauth.get(f"{live_server}/api/v1/whoami").status_code == 200
+        form = dict(re.findall(r'name="([a-z_]+)" value="([^"]*)"', confirm.text))
+        done = browser.post("/oauth2/logout", data=form)
+        assert done.status_code == 303
+        assert done.headers["location"] == f"{REDIRECT_URI}?state=bye"
+    assert oauth.get(f"{live_server}/api/v1/whoami").status_code == 401

@@ -622,6 +622,21 @@ def decode_own_token(platform: Platform, token: str) -> dict[str, Any] | None:
     return claims
 
 
+def decode_id_token_audience(platform: Platform, id_token: str) -> str | None:
+    """The client an ID token we signed was issued to (expired or not: a logout hint)."""
+    if not id_token or len(id_token) > 8192:
+        return None
+    try:
+        keys = platform.signing_keys.verification_keys(None)
+        decoded = jwt.decode(id_token, keys, algorithms=[ID_TOKEN_ALG])
+    except (JoseError, ValueError, TypeError):
+        return None
+    audience = decoded.claims.get("aud")
+    if decoded.claims.get("iss") != platform.settings.issuer or not isinstance(audience, str):
+        return None
+    return audience
+
+
 def revoke_token(session: Session, platform: Platform, client: OAuthClient, *, token: str) -> None:
     """RFC 7009: revoke a refresh token (its whole family) or an access token (its jti)."""
     row = session.get(RefreshToken, digest(token))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from partage.web import admin, auth_pages, passkey_pages, portal
+from partage.web import admin, auth_pages, end_session, passkey_pages, portal
 
 router = APIRouter()
 router.include_router(auth_pages.router)
 router.include_router(portal.router)
 router.include_router(admin.router)
 router.include_router(passkey_pages.router)
+router.include_router(end_session.router)
