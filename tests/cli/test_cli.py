@@ -429,3 +429,10 @@ def test_the_installed_program(cli: Cli) -> None:
     assert created["code"] == "GHNV"
     assert created["name"] == "Groupe hospitalier Nord-Vienne"
     assert created["city"] == "Châtellerault"
+
+
+def test_purge_expired_runs_and_is_audited(cli: Cli) -> None:
+    purged = cli.run("db", "purge-expired")
+    assert "Deleted" in purged.stdout
+    tail = cli.run("audit", "tail", "--limit", "1", "--json")
+    assert "security.purge_expired" in tail.stdout

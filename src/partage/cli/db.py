@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from partage.cli.common import cli_errors, fail, load_settings, out
+from partage.cli.common import (
+    cli_errors,
+    fail,
+    load_settings,
+    open_platform,
+    operator,
+    out,
+    unit_of_work,
+)
 from partage.migrations.runner import current_revision, head_revision, upgrade
 from partage.platform import Platform
+from partage.security.housekeeping import purge_expired
 
-app = typer.Typer(help="The database schema: migrations.", no_args_is_help=True)
+app = typer.Typer(help="The database: migrations and housekeeping.", no_args_is_help=True)
 
 
 def _platform() -> Platform:
@@ -47,3 +56,13 @@ def current() -> None:
     out.print(f"code:     {head}")
     if revision != head:
         fail("the schema is not up to date: run `partage db upgrade`")
+
+
+@app.command("purge-expired")
+def purge_expired_() -> None:
+    """Delete expired codes, tokens, sessions and retired keys (run it daily)."""
+    with open_platform() as platform, unit_of_work(platform) as session:
+        counts = purge_expired(session, actor=operator())
+    total = sum(counts.values())
+    details = ", ".join(f"{kind} {count}" for kind, count in counts.items() if count)
+    out.print(f"Deleted {total} expired rows" + (f": {details}." if details else "."))
