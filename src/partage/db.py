@@ -1,13 +1,15 @@
 """Database engine, sessions and the declarative base shared by every domain.
 
 SQLite (embedded default) runs in WAL mode and opens every write transaction with
-`BEGIN IMMEDIATE`, behind a per-process mutex: almost every transaction here writes (reads of
-patient data write their audit row); taking the write lock up front avoids the
-snapshot-upgrade failures of deferred transactions (ADR 0003).
+`BEGIN IMMEDIATE`, behind a writer gate (a mutex, and a lock file across processes): almost
+every transaction here writes (reads of patient data write their audit row); taking the
+write lock up front avoids the snapshot-upgrade failures of deferred transactions (ADR 0003).
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -84,11 +86,19 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Eng
         return engine
     # No pre-ping (a round trip per checkout, on every request): connections are recycled
     # instead, and a dropped one fails its request once.
-    engine = create_engine(url, echo=echo, pool_size=20, max_overflow=20, pool_recycle=1800)
     if read_only:
-        # Single-statement reads need no transaction: no BEGIN/ROLLBACK round trips.
-        return engine.execution_options(isolation_level="AUTOCOMMIT")
-    return engine
+        # Single-statement reads need no transaction: no BEGIN, and nothing to roll back
+        # when the connection goes back to the pool.
+        return create_engine(
+            url,
+            echo=echo,
+            pool_size=20,
+            max_overflow=20,
+            pool_recycle=1800,
+            isolation_level="AUTOCOMMIT",
+            pool_reset_on_return=None,
+        )
+    return create_engine(url, echo=echo, pool_size=20, max_overflow=20, pool_recycle=1800)
 
 
 def _configure_sqlite(engine: Engine, *, read_only: bool) -> None:
@@ -113,33 +123,30 @@ def _configure_sqlite(engine: Engine, *, read_only: bool) -> None:
 
         return
 
-    # Writers of this process queue on a mutex rather than on SQLite's busy handler, which
-    # polls with sleeps of up to 100 ms: under load that sleeping, not the work, sets the pace.
-    write_lock = threading.Lock()
+    gate = _WriterGate(engine.url.database)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        if not write_lock.acquire(timeout=SQLITE_WRITE_WAIT_SECONDS):
-            raise TimeoutError("the database is busy: no write slot within the time limit")
+        gate.enter()
         connection.info[_HOLDS_WRITE_LOCK] = True
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
             connection.info.pop(_HOLDS_WRITE_LOCK, None)
-            write_lock.release()
+            gate.leave()
             raise
 
     def _finish(connection: Any, verb: str) -> None:
         if not connection.info.pop(_HOLDS_WRITE_LOCK, False):
             return
         try:
-            # End the transaction here, so that the lock is released only once it is over;
-            # the driver's own commit()/rollback() that follows finds nothing left to do.
+            # End the transaction here, so that the gate opens only once it is over; the
+            # driver's own commit()/rollback() that follows finds nothing left to do.
             raw = connection.connection.dbapi_connection
             if raw is not None and raw.in_transaction:
                 raw.execute(verb)
         finally:
-            write_lock.release()
+            gate.leave()
 
     @event.listens_for(engine, "commit")
     def _on_commit(connection: Any) -> None:
@@ -148,6 +155,40 @@ def _configure_sqlite(engine: Engine, *, read_only: bool) -> None:
     @event.listens_for(engine, "rollback")
     def _on_rollback(connection: Any) -> None:
         _finish(connection, "ROLLBACK")
+
+
+class _WriterGate:
+    """One SQLite writer at a time, queued rather than polling.
+
+    SQLite's busy handler waits for the write lock by sleeping (1 ms, 2 ms … up to 100 ms) and
+    retrying: under load the sleeping, not the work, sets the pace, and the outcome swings
+    from run to run. Writers of this process queue on a mutex; processes sharing the file
+    (several workers) queue on an advisory lock beside it, which the kernel hands over as
+    soon as it is released, and drops if its holder dies.
+    """
+
+    def __init__(self, database: str | None) -> None:
+        self._threads = threading.Lock()
+        self._file: int | None = None
+        if database and database != ":memory:" and not database.startswith("file:"):
+            self._file = os.open(f"{database}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+
+    def enter(self) -> None:
+        if not self._threads.acquire(timeout=SQLITE_WRITE_WAIT_SECONDS):
+            raise TimeoutError("the database is busy: no write slot within the time limit")
+        if self._file is not None:
+            try:
+                fcntl.flock(self._file, fcntl.LOCK_EX)
+            except BaseException:
+                self._threads.release()
+                raise
+
+    def leave(self) -> None:
+        try:
+            if self._file is not None:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
 
 
 def make_sessionmaker(engine: Engine, **info: Any) -> sessionmaker[Session]:
