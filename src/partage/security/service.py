@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from partage.access.decision import scope_establishment
 from partage.db import utcnow
+from partage.security.actions import normalise_login
 from partage.security.models import Account, Establishment, LoginThrottle, OAuthClient, Territory
 from partage.security.principal import Principal
 
@@ -22,8 +23,6 @@ def get_establishment(session: Session, *, code: str) -> Establishment | None:
 
 
 def get_account(session: Session, *, login: str) -> Account | None:
-    from partage.security.actions import normalise_login
-
     return session.scalar(select(Account).where(Account.login == normalise_login(login)))
 
 
