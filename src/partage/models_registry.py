@@ -2,8 +2,9 @@
 
 from partage.audit import models as audit_models
 from partage.db import Base
+from partage.directory import models as directory_models
 from partage.security import models as security_models
 
 metadata = Base.metadata
 
-__all__ = ["audit_models", "metadata", "security_models"]
+__all__ = ["audit_models", "directory_models", "metadata", "security_models"]
