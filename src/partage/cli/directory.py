@@ -1,0 +1,139 @@
+"""`partage directory`: the structures and professionals, from the national extracts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from partage.cli.common import (
+    cli_errors,
+    err,
+    fail,
+    new_table,
+    open_platform,
+    operator,
+    out,
+    print_json,
+    print_table,
+)
+from partage.directory.importer import ImportSummary, import_rpps
+from partage.directory.rpps import RejectedRow, write_synthetic_extract
+
+app = typer.Typer(help="Directory of structures and professionals.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+SHOWN_REJECTIONS = 20
+
+
+class _CountingReader:
+    """A binary stream that reports how far it has read (for the progress bar)."""
+
+    def __init__(self, raw: IO[bytes], on_read: Any) -> None:
+        self._raw = raw
+        self._on_read = on_read
+
+    def readline(self, size: int = -1) -> bytes:
+        line = self._raw.readline(size)
+        self._on_read(len(line))
+        return line
+
+    def __iter__(self) -> _CountingReader:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+def _summary_dict(summary: ImportSummary) -> dict[str, Any]:
+    return {
+        "import_id": str(summary.import_id),
+        "rows": summary.rows,
+        "created": summary.created,
+        "updated": summary.updated,
+        "unchanged": summary.unchanged,
+        "closed": summary.closed,
+        "rejected": summary.rejected,
+        "rejections": summary.rejections,
+    }
+
+
+@app.command("import-rpps")
+def import_rpps_command(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    as_json: JsonOption = False,
+) -> None:
+    """Import an RPPS 'Personne activité' extract (pipe-separated, 52 columns).
+
+    Idempotent: importing the same file again changes nothing. Incremental: a later extract
+    updates what changed and closes the activities it no longer lists (never deletes them).
+    Malformed rows are reported with their line number, not fatal.
+    """
+    size = file.stat().st_size
+    with open_platform() as platform, file.open("rb") as raw:
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=err, transient=True, disable=as_json) as bar:
+            task = bar.add_task(f"Importing {file.name}", total=size)
+            reader = _CountingReader(raw, lambda n: bar.advance(task, n))
+            try:
+                with cli_errors():
+                    summary = import_rpps(
+                        platform.sessions,
+                        reader,  # type: ignore[arg-type]
+                        actor=operator(),
+                        file_name=file.name,
+                    )
+            except RejectedRow as exc:
+                fail(str(exc))
+    if as_json:
+        print_json(_summary_dict(summary))
+        return
+    table = new_table(
+        "rows",
+        "created",
+        "updated",
+        "unchanged",
+        "closed",
+        "rejected",
+        title=f"RPPS import of {file.name}",
+    )
+    table.add_row(
+        *(
+            str(v)
+            for v in (
+                summary.rows,
+                summary.created,
+                summary.updated,
+                summary.unchanged,
+                summary.closed,
+                summary.rejected,
+            )
+        )
+    )
+    print_table(table)
+    for rejection in summary.rejections[:SHOWN_REJECTIONS]:
+        out.print(f"  rejected line {rejection['line']}: {rejection['reason']}", soft_wrap=True)
+    if summary.rejected > SHOWN_REJECTIONS:
+        out.print(f"  … and {summary.rejected - SHOWN_REJECTIONS} more (see the import report)")
+
+
+@app.command("generate-rpps")
+def generate_rpps(
+    file: Annotated[Path, typer.Argument(dir_okay=False, help="Where to write the extract.")],
+    professionals: Annotated[int, typer.Option(min=1, help="How many professionals.")] = 31380,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same file).")] = 86,
+) -> None:
+    """Write a synthetic RPPS extract of the Vienne territory, in the official format."""
+    with file.open("w", encoding="utf-8", newline="\n") as stream:
+        rows = write_synthetic_extract(stream, professionals, seed=seed)
+    out.print(f"Wrote {rows} rows for {professionals} professionals to {file}.")
