@@ -28,3 +28,15 @@ def test_a_file_of_another_kind_is_refused(cli: Cli, tmp_path: Path) -> None:  #
     wrong.write_text("nofinesset;nofinessej\n860014208;860014208\n", encoding="latin-1")
     refused = cli.run("directory", "import-rpps", str(wrong), expect=1)
     assert "not the header" in refused.stderr
+
+
+def test_generate_and_import_a_finess_extract(cli: Cli, tmp_path: Path) -> None:  # noqa: F811
+    extract = tmp_path / "etalab-cs1100507-stock-test.csv"
+    assert (
+        "40 establishments"
+        in cli.run("directory", "generate-finess", str(extract), "--establishments", "40").stdout
+    )
+    first = json.loads(cli.run("directory", "import-finess", str(extract), "--json").stdout)
+    assert (first["rows"], first["created"], first["rejected"]) == (40, 40, 0)
+    second = json.loads(cli.run("directory", "import-finess", str(extract), "--json").stdout)
+    assert second["unchanged"] == 40

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -19,7 +20,8 @@ from partage.cli.common import (
     print_json,
     print_table,
 )
-from partage.directory.importer import ImportSummary, import_rpps
+from partage.directory import finess
+from partage.directory.importer import ImportSummary, import_finess, import_rpps
 from partage.directory.rpps import RejectedRow, write_synthetic_extract
 
 app = typer.Typer(help="Directory of structures and professionals.", no_args_is_help=True)
@@ -63,17 +65,10 @@ def _summary_dict(summary: ImportSummary) -> dict[str, Any]:
     }
 
 
-@app.command("import-rpps")
-def import_rpps_command(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
-    as_json: JsonOption = False,
-) -> None:
-    """Import an RPPS 'Personne activité' extract (pipe-separated, 52 columns).
+Importer = Callable[..., ImportSummary]
 
-    Idempotent: importing the same file again changes nothing. Incremental: a later extract
-    updates what changed and closes the activities it no longer lists (never deletes them).
-    Malformed rows are reported with their line number, not fatal.
-    """
+
+def _import_file(file: Path, importer: Importer, title: str, as_json: bool) -> None:
     size = file.stat().st_size
     with open_platform() as platform, file.open("rb") as raw:
         columns = (
@@ -87,9 +82,9 @@ def import_rpps_command(
             reader = _CountingReader(raw, lambda n: bar.advance(task, n))
             try:
                 with cli_errors():
-                    summary = import_rpps(
+                    summary = importer(
                         platform.sessions,
-                        reader,  # type: ignore[arg-type]
+                        reader,
                         actor=operator(),
                         file_name=file.name,
                     )
@@ -105,26 +100,45 @@ def import_rpps_command(
         "unchanged",
         "closed",
         "rejected",
-        title=f"RPPS import of {file.name}",
+        title=f"{title} of {file.name}",
     )
-    table.add_row(
-        *(
-            str(v)
-            for v in (
-                summary.rows,
-                summary.created,
-                summary.updated,
-                summary.unchanged,
-                summary.closed,
-                summary.rejected,
-            )
-        )
+    counts = (
+        summary.rows,
+        summary.created,
+        summary.updated,
+        summary.unchanged,
+        summary.closed,
+        summary.rejected,
     )
+    table.add_row(*(str(v) for v in counts))
     print_table(table)
     for rejection in summary.rejections[:SHOWN_REJECTIONS]:
         out.print(f"  rejected line {rejection['line']}: {rejection['reason']}", soft_wrap=True)
     if summary.rejected > SHOWN_REJECTIONS:
         out.print(f"  … and {summary.rejected - SHOWN_REJECTIONS} more (see the import report)")
+
+
+ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
+
+
+@app.command("import-rpps")
+def import_rpps_command(file: ExistingFile, as_json: JsonOption = False) -> None:
+    """Import an RPPS 'Personne activité' extract (pipe-separated, 52 columns).
+
+    Idempotent: importing the same file again changes nothing. Incremental: a later extract
+    updates what changed and closes the activities it no longer lists (never deletes them).
+    Malformed rows are reported with their line number, not fatal.
+    """
+    _import_file(file, import_rpps, "RPPS import", as_json)
+
+
+@app.command("import-finess")
+def import_finess_command(file: ExistingFile, as_json: JsonOption = False) -> None:
+    """Import the Etalab FINESS extract of establishments (Latin-1, semicolon-separated).
+
+    Idempotent and incremental like import-rpps: sites no longer listed are closed.
+    """
+    _import_file(file, import_finess, "FINESS import", as_json)
 
 
 @app.command("generate-rpps")
@@ -137,3 +151,15 @@ def generate_rpps(
     with file.open("w", encoding="utf-8", newline="\n") as stream:
         rows = write_synthetic_extract(stream, professionals, seed=seed)
     out.print(f"Wrote {rows} rows for {professionals} professionals to {file}.")
+
+
+@app.command("generate-finess")
+def generate_finess(
+    file: Annotated[Path, typer.Argument(dir_okay=False, help="Where to write the extract.")],
+    establishments: Annotated[int, typer.Option(min=1, help="How many sites.")] = 1200,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same file).")] = 86,
+) -> None:
+    """Write a synthetic FINESS establishment extract of the Vienne, in the Etalab layout."""
+    with file.open("wb") as stream:
+        rows = finess.write_synthetic_extract(stream, establishments, seed=seed)
+    out.print(f"Wrote {rows} establishments to {file}.")

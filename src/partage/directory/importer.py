@@ -1,4 +1,4 @@
-"""Importing the RPPS extract: streaming, idempotent, incremental.
+"""Importing the national extracts (RPPS, FINESS): streaming, idempotent, incremental.
 
 The file is read in chunks of rows; each chunk is one transaction: existing rows are looked
 up by their keys, only what changed is written (Core statements in bulk), and every role
@@ -10,7 +10,7 @@ closed (`valid_to`), never deleted, and professionals without an open role becom
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any, cast
 
@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from partage.audit.actions import record
 from partage.db import transaction, utcnow
+from partage.directory import finess
+from partage.directory.finess import FinessRow
 from partage.directory.models import DirectoryImport, Organization, Practitioner, PractitionerRole
 from partage.directory.rpps import RejectedRow, RppsRow, digest, fold, read_rows
 from partage.security.principal import Principal
@@ -271,26 +273,33 @@ def _close_missing(session: Session, import_id: uuid.UUID) -> int:
     return int(closed or 0)
 
 
-def import_rpps(
+ChunkImporter = Callable[[Session, list[Any], uuid.UUID, ImportSummary], None]
+
+
+def _run_import(
     sessions: sessionmaker[Session],
-    stream: IO[bytes],
     *,
+    kind: str,
+    rows: Iterable[Any],
+    import_chunk: ChunkImporter,
+    close_missing: Callable[[Session, uuid.UUID], int],
     actor: Principal,
     file_name: str,
-    progress: Progress | None = None,
-    chunk_rows: int = CHUNK_ROWS,
+    progress: Progress | None,
+    chunk_rows: int,
 ) -> ImportSummary:
-    """Import a whole extract; each chunk commits on its own, the closing at the very end."""
+    """The run around an importer: its record, chunked commits, the closing once the whole
+    file is read, the report and the audit event (also when it fails)."""
     with transaction(sessions) as session:
-        run = DirectoryImport(kind="rpps", file_name=file_name[:300])
+        run = DirectoryImport(kind=kind, file_name=file_name[:300])
         session.add(run)
         session.flush()
         import_id = run.id
     summary = ImportSummary(import_id)
     status = "failed"
     try:
-        chunk: list[RppsRow] = []
-        for item in read_rows(stream):
+        chunk: list[Any] = []
+        for item in rows:
             summary.rows += 1
             if isinstance(item, RejectedRow):
                 summary.reject(getattr(item, "line", 0), str(item))
@@ -298,14 +307,14 @@ def import_rpps(
             chunk.append(item)
             if len(chunk) >= chunk_rows:
                 with transaction(sessions) as session:
-                    _import_chunk(session, chunk, import_id, summary)
+                    import_chunk(session, chunk, import_id, summary)
                 chunk = []
                 if progress:
                     progress(summary.rows)
         with transaction(sessions) as session:
             if chunk:
-                _import_chunk(session, chunk, import_id, summary)
-            summary.closed = _close_missing(session, import_id)
+                import_chunk(session, chunk, import_id, summary)
+            summary.closed = close_missing(session, import_id)
         if progress:
             progress(summary.rows)
         status = "done"
@@ -325,7 +334,7 @@ def import_rpps(
                 entity_type="DirectoryImport",
                 entity_id=str(import_id),
                 detail={
-                    "kind": "rpps",
+                    "kind": kind,
                     "file": file_name[:200],
                     "rows": summary.rows,
                     "created": summary.created,
@@ -335,3 +344,135 @@ def import_rpps(
                 },
             )
     return summary
+
+
+def import_rpps(
+    sessions: sessionmaker[Session],
+    stream: IO[bytes],
+    *,
+    actor: Principal,
+    file_name: str,
+    progress: Progress | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> ImportSummary:
+    """Import a whole RPPS extract; each chunk commits on its own, the closing at the end."""
+    return _run_import(
+        sessions,
+        kind="rpps",
+        rows=read_rows(stream),
+        import_chunk=_import_chunk,
+        close_missing=_close_missing,
+        actor=actor,
+        file_name=file_name,
+        progress=progress,
+        chunk_rows=chunk_rows,
+    )
+
+
+def _import_finess_chunk(
+    session: Session, rows: list[FinessRow], import_id: uuid.UUID, summary: ImportSummary
+) -> None:
+    existing = _existing(
+        session,
+        _ORGANIZATIONS,
+        "source_key",
+        {r.source_key for r in rows},
+        "last_import_id",
+        "active",
+    )
+    now = utcnow()
+    seen: set[str] = set()
+    inserts: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    stamped: list[uuid.UUID] = []
+    for row in rows:
+        found = existing.get(row.source_key)
+        if row.source_key in seen or (found is not None and found.last_import_id == import_id):
+            summary.reject(row.line, "the same establishment is listed twice")
+            continue
+        seen.add(row.source_key)
+        values = row.organization_values()
+        if found is None:
+            inserts.append(
+                {
+                    **values,
+                    "id": uuid.uuid4(),
+                    "active": True,
+                    "valid_from": now,
+                    "updated_at": now,
+                    "last_import_id": import_id,
+                }
+            )
+            summary.created += 1
+        elif found.content_hash != values["content_hash"] or not found.active:
+            changed.append(
+                {**{f"v_{k}": v for k, v in values.items() if k != "source_key"}, "b_id": found.id}
+            )
+            summary.updated += 1
+        else:
+            stamped.append(found.id)
+            summary.unchanged += 1
+    if inserts:
+        session.execute(_ORGANIZATIONS.insert(), inserts)
+    if changed:
+        names = [k[2:] for k in changed[0] if k.startswith("v_")]
+        session.execute(
+            update(_ORGANIZATIONS)
+            .where(_ORGANIZATIONS.c.id == bindparam("b_id"))
+            .values(
+                {
+                    **{n: bindparam(f"v_{n}") for n in names},
+                    "active": True,
+                    "valid_to": None,
+                    "updated_at": now,
+                    "last_import_id": import_id,
+                }
+            ),
+            changed,
+        )
+    if stamped:
+        session.execute(
+            update(_ORGANIZATIONS)
+            .where(_ORGANIZATIONS.c.id.in_(stamped))
+            .values(last_import_id=import_id)
+        )
+
+
+def _close_missing_establishments(session: Session, import_id: uuid.UUID) -> int:
+    now = utcnow()
+    result = session.execute(
+        update(_ORGANIZATIONS)
+        .where(_ORGANIZATIONS.c.active.is_(True))
+        .where(_ORGANIZATIONS.c.source_key.like("finess-et:%"))
+        .where(
+            or_(
+                _ORGANIZATIONS.c.last_import_id.is_(None),
+                _ORGANIZATIONS.c.last_import_id != import_id,
+            )
+        )
+        .values(active=False, valid_to=now, updated_at=now)
+    )
+    return result.rowcount if isinstance(result, CursorResult) else 0
+
+
+def import_finess(
+    sessions: sessionmaker[Session],
+    stream: IO[bytes],
+    *,
+    actor: Principal,
+    file_name: str,
+    progress: Progress | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> ImportSummary:
+    """Import a whole FINESS establishment extract (sites), closing sites it no longer lists."""
+    return _run_import(
+        sessions,
+        kind="finess",
+        rows=finess.read_rows(stream),
+        import_chunk=_import_finess_chunk,
+        close_missing=_close_missing_establishments,
+        actor=actor,
+        file_name=file_name,
+        progress=progress,
+        chunk_rows=chunk_rows,
+    )
