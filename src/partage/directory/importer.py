@@ -175,10 +175,14 @@ def _upsert(
 def _import_chunk(
     session: Session, rows: list[RppsRow], import_id: uuid.UUID, summary: ImportSummary
 ) -> None:
-    practitioners = {r.national_id: _practitioner_values(r, import_id) for r in rows}
-    organizations = {
-        r.structure_key: _organization_values(r, import_id) for r in rows if r.structure_key
-    }
+    # Once per professional and per structure, not once per row: they repeat.
+    practitioners: dict[str, dict[str, Any]] = {}
+    organizations: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r.national_id not in practitioners:
+            practitioners[r.national_id] = _practitioner_values(r, import_id)
+        if r.structure_key and r.structure_key not in organizations:
+            organizations[r.structure_key] = _organization_values(r, import_id)
     practitioner_ids = _upsert(
         session,
         _PRACTITIONERS,

@@ -12,6 +12,7 @@ import random
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import IO
 
 COLUMNS: tuple[str, ...] = (
@@ -46,6 +47,7 @@ class RejectedRow(ValueError):
     """A row that cannot be imported; the message says why, for the import report."""
 
 
+@lru_cache(maxsize=65536)  # names and cities repeat across a whole extract
 def fold(text: str) -> str:
     """Upper case without accents: 'Lefèvre' and 'LEFEVRE' fold the same."""
     decomposed = unicodedata.normalize("NFKD", text)
