@@ -197,26 +197,45 @@ def _import_chunk(
         _existing(session, _ORGANIZATIONS, "source_key", set(organizations)),
         organizations,
     )
-    existing_roles = _existing(
-        session, _ROLES, "role_key", {r.role_key for r in rows}, "last_import_id", "active"
-    )
+    listed = [
+        (
+            row.line,
+            row.role_key,
+            {
+                **_role_values(row),
+                "practitioner_id": practitioner_ids[row.national_id],
+                "organization_id": organization_ids.get(row.structure_key or ""),
+            },
+        )
+        for row in rows
+    ]
+    _apply_listed(session, _ROLES, "role_key", listed, import_id, summary, "activity")
+
+
+def _apply_listed(
+    session: Session,
+    table: Table,
+    key: str,
+    listed: list[tuple[int, str, dict[str, Any]]],
+    import_id: uuid.UUID,
+    summary: ImportSummary,
+    what: str,
+) -> None:
+    """Write what an extract lists — (line, key, values) — and stamp it with the import:
+    insert the new, update (and reopen) the changed or closed, stamp the unchanged; a key
+    listed twice in one import is rejected the second time."""
+    existing = _existing(session, table, key, {k for _, k, _ in listed}, "last_import_id", "active")
     now = utcnow()
     seen: set[str] = set()
     inserts: list[dict[str, Any]] = []
     changed: list[dict[str, Any]] = []
     stamped: list[uuid.UUID] = []
-    for row in rows:
-        key = row.role_key
-        found = existing_roles.get(key)
-        if key in seen or (found is not None and found.last_import_id == import_id):
-            summary.reject(row.line, "the same activity is listed twice")
+    for line, listed_key, values in listed:
+        found = existing.get(listed_key)
+        if listed_key in seen or (found is not None and found.last_import_id == import_id):
+            summary.reject(line, f"the same {what} is listed twice")
             continue
-        seen.add(key)
-        values = {
-            **_role_values(row),
-            "practitioner_id": practitioner_ids[row.national_id],
-            "organization_id": organization_ids.get(row.structure_key or ""),
-        }
+        seen.add(listed_key)
         if found is None:
             inserts.append(
                 {
@@ -231,19 +250,19 @@ def _import_chunk(
             summary.created += 1
         elif found.content_hash != values["content_hash"] or not found.active:
             changed.append(
-                {**{f"v_{k}": v for k, v in values.items() if k != "role_key"}, "b_id": found.id}
+                {**{f"v_{k}": v for k, v in values.items() if k != key}, "b_id": found.id}
             )
             summary.updated += 1
         else:
             stamped.append(found.id)
             summary.unchanged += 1
     if inserts:
-        session.execute(_ROLES.insert(), inserts)
+        session.execute(table.insert(), inserts)
     if changed:
         names = [k[2:] for k in changed[0] if k.startswith("v_")]
         session.execute(
-            update(_ROLES)
-            .where(_ROLES.c.id == bindparam("b_id"))
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
             .values(
                 {
                     **{n: bindparam(f"v_{n}") for n in names},
@@ -257,24 +276,29 @@ def _import_chunk(
         )
     if stamped:
         session.execute(
-            update(_ROLES).where(_ROLES.c.id.in_(stamped)).values(last_import_id=import_id)
+            update(table).where(table.c.id.in_(stamped)).values(last_import_id=import_id)
         )
 
 
-def _close_missing(session: Session, import_id: uuid.UUID) -> int:
+def _close_unlisted(session: Session, table: Table, import_id: uuid.UUID, *conditions: Any) -> int:
+    """Close (never delete) the open rows this import did not list."""
     now = utcnow()
     result = session.execute(
-        update(_ROLES)
-        .where(_ROLES.c.active.is_(True))
-        .where(or_(_ROLES.c.last_import_id.is_(None), _ROLES.c.last_import_id != import_id))
+        update(table)
+        .where(table.c.active.is_(True), *conditions)
+        .where(or_(table.c.last_import_id.is_(None), table.c.last_import_id != import_id))
         .values(active=False, valid_to=now, updated_at=now)
     )
-    closed = result.rowcount if isinstance(result, CursorResult) else 0
+    return result.rowcount if isinstance(result, CursorResult) else 0
+
+
+def _close_missing(session: Session, import_id: uuid.UUID) -> int:
+    closed = _close_unlisted(session, _ROLES, import_id)
     has_open_role = exists().where(
         and_(_ROLES.c.practitioner_id == _PRACTITIONERS.c.id, _ROLES.c.active.is_(True))
     )
     session.execute(update(_PRACTITIONERS).values(active=has_open_role))
-    return int(closed or 0)
+    return closed
 
 
 ChunkImporter = Callable[[Session, list[Any], uuid.UUID, ImportSummary], None]
@@ -376,87 +400,16 @@ def import_rpps(
 def _import_finess_chunk(
     session: Session, rows: list[FinessRow], import_id: uuid.UUID, summary: ImportSummary
 ) -> None:
-    existing = _existing(
-        session,
-        _ORGANIZATIONS,
-        "source_key",
-        {r.source_key for r in rows},
-        "last_import_id",
-        "active",
+    listed = [(row.line, row.source_key, row.organization_values()) for row in rows]
+    _apply_listed(
+        session, _ORGANIZATIONS, "source_key", listed, import_id, summary, "establishment"
     )
-    now = utcnow()
-    seen: set[str] = set()
-    inserts: list[dict[str, Any]] = []
-    changed: list[dict[str, Any]] = []
-    stamped: list[uuid.UUID] = []
-    for row in rows:
-        found = existing.get(row.source_key)
-        if row.source_key in seen or (found is not None and found.last_import_id == import_id):
-            summary.reject(row.line, "the same establishment is listed twice")
-            continue
-        seen.add(row.source_key)
-        values = row.organization_values()
-        if found is None:
-            inserts.append(
-                {
-                    **values,
-                    "id": uuid.uuid4(),
-                    "active": True,
-                    "valid_from": now,
-                    "updated_at": now,
-                    "last_import_id": import_id,
-                }
-            )
-            summary.created += 1
-        elif found.content_hash != values["content_hash"] or not found.active:
-            changed.append(
-                {**{f"v_{k}": v for k, v in values.items() if k != "source_key"}, "b_id": found.id}
-            )
-            summary.updated += 1
-        else:
-            stamped.append(found.id)
-            summary.unchanged += 1
-    if inserts:
-        session.execute(_ORGANIZATIONS.insert(), inserts)
-    if changed:
-        names = [k[2:] for k in changed[0] if k.startswith("v_")]
-        session.execute(
-            update(_ORGANIZATIONS)
-            .where(_ORGANIZATIONS.c.id == bindparam("b_id"))
-            .values(
-                {
-                    **{n: bindparam(f"v_{n}") for n in names},
-                    "active": True,
-                    "valid_to": None,
-                    "updated_at": now,
-                    "last_import_id": import_id,
-                }
-            ),
-            changed,
-        )
-    if stamped:
-        session.execute(
-            update(_ORGANIZATIONS)
-            .where(_ORGANIZATIONS.c.id.in_(stamped))
-            .values(last_import_id=import_id)
-        )
 
 
 def _close_missing_establishments(session: Session, import_id: uuid.UUID) -> int:
-    now = utcnow()
-    result = session.execute(
-        update(_ORGANIZATIONS)
-        .where(_ORGANIZATIONS.c.active.is_(True))
-        .where(_ORGANIZATIONS.c.source_key.like("finess-et:%"))
-        .where(
-            or_(
-                _ORGANIZATIONS.c.last_import_id.is_(None),
-                _ORGANIZATIONS.c.last_import_id != import_id,
-            )
-        )
-        .values(active=False, valid_to=now, updated_at=now)
+    return _close_unlisted(
+        session, _ORGANIZATIONS, import_id, _ORGANIZATIONS.c.source_key.like("finess-et:%")
     )
-    return result.rowcount if isinstance(result, CursorResult) else 0
 
 
 def import_finess(
