@@ -232,48 +232,73 @@ def _accept_totp(account: Account, totp: pyotp.TOTP, code: str) -> bool:
     return False
 
 
-def verify_second_factor_totp(
-    session: Session, platform: Platform, *, sso: SsoSession, code: str
-) -> PasswordOutcome:
+def second_factor_locked(session: Session, sso: SsoSession) -> LoginThrottle | None:
+    """The throttle of the account, or None (and the attempt audited) when it is locked."""
     account = sso.account
     throttle = throttle_for(session, account.login)
-    if is_locked(throttle):
-        record(
-            session,
-            actor=account_actor(account),
-            action="auth.mfa",
-            outcome="locked",
-            entity_type="Account",
-            entity_id=str(account.id),
-        )
-        return PasswordOutcome.locked
-    totp = totp_for(platform, account)
-    if totp is None or not account.has_totp or not _accept_totp(account, totp, code):
-        outcome = register_failure(platform, throttle)
-        if outcome is PasswordOutcome.locked:
-            end_sso_session(session, sso, reason="locked")
-        record(
-            session,
-            actor=account_actor(account),
-            action="auth.mfa",
-            outcome="failure",
-            entity_type="Account",
-            entity_id=str(account.id),
-            detail={"method": "totp"},
-        )
-        return outcome
-    throttle.failures = 0
-    finish_second_factor(sso, "otp")
+    if not is_locked(throttle):
+        return throttle
     record(
         session,
         actor=account_actor(account),
         action="auth.mfa",
-        outcome="success",
+        outcome="locked",
         entity_type="Account",
         entity_id=str(account.id),
-        detail={"method": "totp"},
     )
-    return PasswordOutcome.signed_in
+    return None
+
+
+def second_factor_result(
+    session: Session,
+    platform: Platform,
+    *,
+    sso: SsoSession,
+    throttle: LoginThrottle,
+    method: str,
+    amr: str | None,
+) -> PasswordOutcome:
+    """Conclude a second-factor attempt, whatever the factor: `amr` is the method reference
+    (RFC 8176) on success, None on failure. A failure counts towards the lock-out, and the
+    one that locks ends the session."""
+    account = sso.account
+    if amr is None:
+        outcome = register_failure(platform, throttle)
+        if outcome is PasswordOutcome.locked:
+            end_sso_session(session, sso, reason="locked")
+    else:
+        throttle.failures = 0
+        finish_second_factor(sso, amr)
+        outcome = PasswordOutcome.signed_in
+    record(
+        session,
+        actor=account_actor(account),
+        action="auth.mfa",
+        outcome="success" if amr else "failure",
+        entity_type="Account",
+        entity_id=str(account.id),
+        detail={"method": method},
+    )
+    return outcome
+
+
+def verify_second_factor_totp(
+    session: Session, platform: Platform, *, sso: SsoSession, code: str
+) -> PasswordOutcome:
+    throttle = second_factor_locked(session, sso)
+    if throttle is None:
+        return PasswordOutcome.locked
+    account = sso.account
+    totp = totp_for(platform, account)
+    accepted = totp is not None and account.has_totp and _accept_totp(account, totp, code)
+    return second_factor_result(
+        session,
+        platform,
+        sso=sso,
+        throttle=throttle,
+        method="totp",
+        amr="otp" if accepted else None,
+    )
 
 
 def start_totp_enrolment(platform: Platform, account: Account) -> pyotp.TOTP:

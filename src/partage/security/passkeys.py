@@ -37,10 +37,8 @@ from partage.security.authn import (
     PasswordOutcome,
     Stage,
     account_actor,
-    finish_second_factor,
-    is_locked,
-    register_failure,
-    throttle_for,
+    second_factor_locked,
+    second_factor_result,
 )
 from partage.security.models import Account, SsoSession, WebAuthnCredential
 
@@ -158,9 +156,9 @@ def finish_authentication(
 ) -> PasswordOutcome:
     rp_id, origin = relying_party(platform.settings)
     account = sso.account
-    throttle = throttle_for(session, account.login)
     challenge, sso.webauthn_challenge = sso.webauthn_challenge, None
-    if is_locked(throttle):
+    throttle = second_factor_locked(session, sso)
+    if throttle is None:
         return PasswordOutcome.locked
     stored = None
     verified = None
@@ -184,32 +182,17 @@ def finish_authentication(
                 )
         except (InvalidAuthenticationResponse, ValueError, KeyError, TypeError, AttributeError):
             verified = None
-    if stored is None or verified is None:
-        outcome = register_failure(platform, throttle)
-        record(
-            session,
-            actor=account_actor(account),
-            action="auth.mfa",
-            outcome="failure",
-            entity_type="Account",
-            entity_id=str(account.id),
-            detail={"method": "passkey"},
-        )
-        return outcome
-    stored.sign_count = verified.new_sign_count
-    stored.last_used_at = utcnow()
-    throttle.failures = 0
-    finish_second_factor(sso, "hwk")
-    record(
+    if stored is not None and verified is not None:
+        stored.sign_count = verified.new_sign_count
+        stored.last_used_at = utcnow()
+    return second_factor_result(
         session,
-        actor=account_actor(account),
-        action="auth.mfa",
-        outcome="success",
-        entity_type="Account",
-        entity_id=str(account.id),
-        detail={"method": "passkey"},
+        platform,
+        sso=sso,
+        throttle=throttle,
+        method="passkey",
+        amr="hwk" if verified is not None else None,
     )
-    return PasswordOutcome.signed_in
 
 
 def remove_passkey(session: Session, *, account: Account, credential_id: uuid.UUID) -> bool:

@@ -111,6 +111,13 @@ def login_submit(
     return response
 
 
+def locked_out_page(request: Request, next_path: str) -> Response:
+    """Back to the sign-in page with the lock-out message, every session cookie dropped."""
+    response = login_page(request, next_path=next_path, message=MSG_LOCKED)
+    drop_all_sessions(response, get_platform(request).settings)
+    return response
+
+
 def pending_sso(request: Request, platform: Platform, session: Any) -> SsoSession | None:
     secret = request.cookies.get(authn.sso_cookie_name(platform.settings))
     return authn.load_sso_session(session, platform, secret)
@@ -193,9 +200,7 @@ def mfa_submit(
     if outcome is PasswordOutcome.signed_in:
         return see_other(next_path)
     if outcome is PasswordOutcome.locked:
-        response = login_page(request, next_path=next_path, message=MSG_LOCKED)
-        drop_all_sessions(response, platform.settings)
-        return response
+        return locked_out_page(request, next_path)
     return render(request, "mfa.html", context)
 
 

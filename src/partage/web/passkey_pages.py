@@ -18,14 +18,13 @@ from partage.security import passkeys, portal, service
 from partage.security.authn import PasswordOutcome
 from partage.web import csrf
 from partage.web.auth_pages import (
-    MSG_LOCKED,
-    login_page,
+    locked_out_page,
     pending_sso,
     second_factor_step,
 )
 from partage.web.deps import get_platform
 from partage.web.pages import error_page, safe_next, see_other
-from partage.web.session import current_user, drop_all_sessions, sign_in_redirect
+from partage.web.session import current_user, sign_in_redirect
 
 router = APIRouter(tags=["portal"])
 
@@ -118,7 +117,5 @@ def sign_in_with_passkey(
     if outcome is PasswordOutcome.signed_in:
         return see_other(next_path)
     if outcome is PasswordOutcome.locked:
-        response = login_page(request, next_path=next_path, message=MSG_LOCKED)
-        drop_all_sessions(response, platform.settings)
-        return response
+        return locked_out_page(request, next_path)
     return see_other("/login/mfa?" + urlencode({"next": next_path, "problem": "passkey"}))
