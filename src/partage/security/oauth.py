@@ -34,7 +34,7 @@ from partage.audit.actions import Actor, AuditEntry, new_entry, record
 from partage.db import utcnow
 from partage.ops.metrics import AUTH_EVENTS
 from partage.platform import Platform
-from partage.security import service
+from partage.security import b64url, service
 from partage.security.actions import client_secret_matches
 from partage.security.authn import account_actor
 from partage.security.models import (
@@ -139,9 +139,7 @@ def _client(session: Session, client_id: str) -> OAuthClient | None:
 
 def _unverified_claims(assertion: str) -> dict[str, Any]:
     try:
-        payload = assertion.split(".")[1]
-        padded = payload + "=" * (-len(payload) % 4)
-        claims = json.loads(base64.urlsafe_b64decode(padded))
+        claims = json.loads(b64url.decode(assertion.split(".")[1]))
     except (IndexError, ValueError):
         raise OAuthError("invalid_client", "malformed client assertion", status=401) from None
     if not isinstance(claims, dict):
@@ -256,10 +254,6 @@ def issue_access_token(
     return IssuedToken(_sign_es256(header, claims, key), jti, ttl)
 
 
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def _compact_json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
@@ -270,10 +264,10 @@ def _sign_es256(
     """Compact JWS, ES256 (RFC 7515/7518), signed with `cryptography` directly: every token
     goes through here. `decode_own_token` is its counterpart; the tests check both against
     an independent JOSE library."""
-    signing_input = f"{_b64encode(_compact_json(header))}.{_b64encode(_compact_json(claims))}"
+    signing_input = f"{b64url.encode(_compact_json(header))}.{b64url.encode(_compact_json(claims))}"
     r, s = decode_dss_signature(key.sign(signing_input.encode(), ECDSA(SHA256())))
     signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    return f"{signing_input}.{_b64encode(signature)}"
+    return f"{signing_input}.{b64url.encode(signature)}"
 
 
 def _id_token(
@@ -297,7 +291,7 @@ def _id_token(
         "exp": now + platform.settings.access_token_ttl_seconds,
         "auth_time": int(auth_time.timestamp()),
         "amr": amr,
-        "at_hash": base64.urlsafe_b64encode(at_digest[:16]).rstrip(b"=").decode(),
+        "at_hash": b64url.encode(at_digest[:16]),
         "name": account.display_name,
         "preferred_username": account.login,
         "profile_code": account.profile,
@@ -392,8 +386,8 @@ def create_authorization_code(
 def _pkce_matches(verifier: str, challenge: str) -> bool:
     if not 43 <= len(verifier) <= 128:
         return False
-    computed = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-    return secrets.compare_digest(computed.rstrip(b"=").decode(), challenge)
+    computed = b64url.encode(hashlib.sha256(verifier.encode()).digest())
+    return secrets.compare_digest(computed, challenge)
 
 
 def _user_tokens(
@@ -575,10 +569,6 @@ def _sso_alive(session: Session, sid: str) -> bool:
     return ended is not None and ended[0] is None and ended[1] > utcnow()
 
 
-def _b64decode(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
 def decode_own_token(platform: Platform, token: str) -> dict[str, Any] | None:
     """Claims of an access token we signed, checked for signature, issuer and time; else None.
 
@@ -590,21 +580,21 @@ def decode_own_token(platform: Platform, token: str) -> dict[str, Any] | None:
     if len(parts) != 3:
         return None
     try:
-        header = json.loads(_b64decode(parts[0]))
+        header = json.loads(b64url.decode(parts[0]))
         if not isinstance(header, dict) or header.get("alg") != ACCESS_TOKEN_ALG:
             return None
         kid = header.get("kid")
         verifier = (
             platform.signing_keys.access_token_verifier(kid) if isinstance(kid, str) else None
         )
-        signature = _b64decode(parts[2])
+        signature = b64url.decode(parts[2])
         if verifier is None or len(signature) != 64:
             return None
         der = encode_dss_signature(
             int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
         )
         verifier.verify(der, f"{parts[0]}.{parts[1]}".encode(), ECDSA(SHA256()))
-        claims = json.loads(_b64decode(parts[1]))
+        claims = json.loads(b64url.decode(parts[1]))
     except (InvalidSignature, ValueError, TypeError, UnicodeDecodeError):
         return None
     if not isinstance(claims, dict):

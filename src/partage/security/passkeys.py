@@ -7,7 +7,6 @@ challenge lives on the SSO session, so a ceremony is bound to the browser that s
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from urllib.parse import urlsplit
@@ -33,6 +32,7 @@ from partage.audit.actions import record
 from partage.config import Settings
 from partage.db import utcnow
 from partage.platform import Platform
+from partage.security import b64url
 from partage.security.authn import (
     PasswordOutcome,
     Stage,
@@ -50,14 +50,6 @@ def relying_party(settings: Settings) -> tuple[str, str]:
     """(rp id, origin) from the public address."""
     parts = urlsplit(settings.issuer)
     return parts.hostname or "localhost", f"{parts.scheme}://{parts.netloc}"
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def credentials_of(session: Session, account: Account) -> list[WebAuthnCredential]:
@@ -88,7 +80,7 @@ def registration_options(session: Session, platform: Platform, *, sso: SsoSessio
             for c in credentials_of(session, account)
         ],
     )
-    sso.webauthn_challenge = _b64(options.challenge)
+    sso.webauthn_challenge = b64url.encode(options.challenge)
     return str(options_to_json(options))
 
 
@@ -104,7 +96,7 @@ def finish_registration(
     try:
         verified = verify_registration_response(
             credential=credential_json,
-            expected_challenge=_unb64(challenge),
+            expected_challenge=b64url.decode(challenge),
             expected_rp_id=rp_id,
             expected_origin=origin,
         )
@@ -147,7 +139,7 @@ def authentication_options(session: Session, platform: Platform, *, sso: SsoSess
         ],
         user_verification=UserVerificationRequirement.PREFERRED,
     )
-    sso.webauthn_challenge = _b64(options.challenge)
+    sso.webauthn_challenge = b64url.encode(options.challenge)
     return str(options_to_json(options))
 
 
@@ -167,14 +159,14 @@ def finish_authentication(
         and sso.stage == Stage.password.value
         and (len(credential_json) <= MAX_CREDENTIAL_JSON)
     ):
-        by_id = {_b64(c.credential_id): c for c in credentials_of(session, account)}
+        by_id = {b64url.encode(c.credential_id): c for c in credentials_of(session, account)}
         try:
             raw_id = json.loads(credential_json).get("rawId", "")
             stored = by_id.get(raw_id) if isinstance(raw_id, str) else None
             if stored is not None:
                 verified = verify_authentication_response(
                     credential=credential_json,
-                    expected_challenge=_unb64(challenge),
+                    expected_challenge=b64url.decode(challenge),
                     expected_rp_id=rp_id,
                     expected_origin=origin,
                     credential_public_key=stored.public_key,

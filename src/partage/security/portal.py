@@ -8,7 +8,6 @@ so disabling an account or ending its SSO session stops the portal at the next r
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -27,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from partage.audit.actions import SYSTEM_ACTOR, record
 from partage.config import Settings
 from partage.db import transaction, utcnow
+from partage.security import b64url
 from partage.security.keyring import Keyring
 from partage.security.models import OAuthClient, SsoSession
 from partage.security.signing import ID_TOKEN_ALG, SigningKeys
@@ -103,16 +103,8 @@ def bootstrap_portal_client(sessions: sessionmaker[Session], settings: Settings)
 # --- signed values ---------------------------------------------------------------------
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def sign_value(keyring: Keyring, purpose: str, payload: dict[str, Any]) -> str:
-    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+    body = b64url.encode(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
     return f"{body}.{keyring.mac(purpose, body.encode())}"
 
 
@@ -124,7 +116,7 @@ def read_signed_value(keyring: Keyring, purpose: str, value: str | None) -> dict
     if not hmac.compare_digest(mac, keyring.mac(purpose, body.encode())):
         return None
     try:
-        payload = json.loads(_unb64(body))
+        payload = json.loads(b64url.decode(body))
     except ValueError:
         return None
     if not isinstance(payload, dict):
@@ -149,7 +141,7 @@ class SignInFlow:
 
     @property
     def code_challenge(self) -> str:
-        return _b64(hashlib.sha256(self.code_verifier.encode()).digest())
+        return b64url.encode(hashlib.sha256(self.code_verifier.encode()).digest())
 
 
 def new_sign_in_flow(return_to: str) -> SignInFlow:
@@ -201,7 +193,7 @@ def validate_id_token(
     signing_keys: SigningKeys, settings: Settings, id_token: str, *, nonce: str
 ) -> PortalIdentity:
     try:
-        header = json.loads(_unb64(id_token.split(".")[0]))
+        header = json.loads(b64url.decode(id_token.split(".")[0]))
         kid = header.get("kid") if isinstance(header, dict) else None
         keys = signing_keys.verification_keys(kid if isinstance(kid, str) else None)
         claims = dict(jwt.decode(id_token, keys, algorithms=[ID_TOKEN_ALG]).claims)
