@@ -23,23 +23,8 @@ class Profile(StrEnum):
     territory_admin = "territory_admin"
 
     @property
-    def is_professional(self) -> bool:
-        return self in PROFESSIONAL_PROFILES
-
-    @property
     def requires_mfa(self) -> bool:
         return self is not Profile.patient
-
-
-PROFESSIONAL_PROFILES = frozenset(
-    {
-        Profile.hospital_physician,
-        Profile.city_physician,
-        Profile.pharmacist,
-        Profile.nurse,
-        Profile.identity_vigilance,
-    }
-)
 
 
 class EstablishmentKind(StrEnum):

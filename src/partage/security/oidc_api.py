@@ -14,6 +14,7 @@ from partage.audit.actions import ANONYMOUS_ACTOR, AuditEntry, new_entry, record
 from partage.db import transaction
 from partage.platform import Platform
 from partage.security import oauth, service
+from partage.security.actions import AUTH_METHODS as CLIENT_AUTH_METHODS
 from partage.security.authn import Stage, load_sso_session, sso_cookie_name
 from partage.security.bearer import InvalidToken, bearer_token, principal_from_token
 from partage.security.models import OAuthClient
@@ -37,7 +38,7 @@ SUPPORTED_SCOPES = [
     "user/*.cruds",
     "patient/*.rs",
 ]
-AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+AUTH_METHODS = list(CLIENT_AUTH_METHODS)
 FormStr = Annotated[str | None, Form()]
 
 
