@@ -14,12 +14,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyotp
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
@@ -122,11 +124,11 @@ def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
         yield test_client
 
 
-@pytest.fixture(scope="session")
-def live_server(app, server_port: int) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """The app served by uvicorn on a real loopback socket."""
+@contextmanager
+def serving(app: FastAPI, port: int) -> Iterator[str]:
+    """`app` served by uvicorn on a real loopback socket, for as long as the block runs."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=server_port, log_config=None, access_log=False, lifespan="off"
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -136,9 +138,18 @@ def live_server(app, server_port: int) -> Iterator[str]:  # type: ignore[no-unty
         if time.monotonic() > deadline:
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{server_port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_server(app, server_port: int) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The app served by uvicorn on a real loopback socket."""
+    with serving(app, server_port) as base:
+        yield base
 
 
 # --- factories ---------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from partage import __version__
 from partage.access.decision import NotFound
 from partage.config import Settings, get_settings
+from partage.interop.fhir.api import router as fhir_router
+from partage.interop.fhir.outcome import FhirError, error_response, is_fhir_request
 from partage.ops.logging import configure_logging
 from partage.ops.middleware import OperationsMiddleware
 from partage.ops.routes import router as ops_router
@@ -46,17 +48,27 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(ops_router)
     app.include_router(oidc_router)
     app.include_router(security_api_router)
+    app.include_router(fhir_router)
     app.include_router(web_router)
 
-    # People's browsers get readable pages in their language; programs get JSON.
+    # People's browsers get readable pages in their language; FHIR clients an
+    # OperationOutcome; other programs JSON.
+    @app.exception_handler(FhirError)
+    async def _fhir_error(request: Request, exc: FhirError) -> Response:
+        return error_response(exc.status, exc.diagnostics, code=exc.code)
+
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound) -> Response:
+        if is_fhir_request(request):
+            return error_response(404, "not found")
         if wants_html(request):
             return error_page(request, "not_found", 404)
         return JSONResponse({"detail": "Not found"}, status_code=404)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        if is_fhir_request(request):
+            return error_response(400, "the request is not valid")
         if wants_html(request):
             return error_page(request, "invalid_request", 422)
         errors = [
@@ -67,6 +79,8 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if is_fhir_request(request) and exc.status_code >= 400:
+            return error_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
         if wants_html(request) and exc.status_code >= 400:
             code = HTML_ERROR_CODES.get(exc.status_code, "error")
             page = error_page(request, code, exc.status_code)

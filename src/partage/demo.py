@@ -1,21 +1,32 @@
-"""The demo territory: the GHT de la Vienne, its establishments and one account per profile.
+"""The demo territory: the GHT de la Vienne, its establishments, one account per profile and
+a synthetic directory of the department's professionals.
 
 Seeding is idempotent: what exists already is left as it is, so a second run creates
 nothing. Every demo account shares one documented password and has a fixed TOTP secret
 (patients excepted), printed by `partage demo`. FINESS numbers are well formed (with their
-check digit) but are demo values, not taken from the national register. Never in production:
-the settings refuse demo mode there.
+check digit) but are demo values, not taken from the national register; the synthetic
+extracts (`partage.directory.vienne`) list the same establishments, and the professionals
+behind the professional accounts (same national id, name and profession). Never in
+production: the settings refuse demo mode there.
 """
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from partage.access.decision import Action, require
 from partage.audit.actions import record
+from partage.directory import finess, rpps
+from partage.directory.importer import ImportSummary, import_finess, import_rpps
+from partage.directory.models import DirectoryImport
 from partage.platform import Platform
 from partage.security import actions, service
 from partage.security.authn import set_totp_secret, totp_for
@@ -33,6 +44,10 @@ from partage.security.principal import Principal
 DEMO_PASSWORD = "Partage-Clain-2026"
 DEMO_CLIENT_NAME = "DPI du CHU de Poitiers"
 DEMO_CLIENT_SCOPES = "system/*.rs system/DocumentReference.cruds"
+# The size of the Vienne's directory: professionals (RPPS) and establishments (FINESS).
+DEMO_PROFESSIONALS = 31380
+DEMO_ESTABLISHMENTS = 1200
+DEMO_SEED = 86
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,8 @@ class DemoAccount:
     establishment: str | None
     email: str
     totp_secret: str | None
+    # The professional's RPPS national id, listed by the synthetic RPPS extract.
+    national_id: str | None = None
 
 
 ESTABLISHMENTS: tuple[DemoEstablishment, ...] = (
@@ -114,6 +131,7 @@ ACCOUNTS: tuple[DemoAccount, ...] = (
         "CHU-POITIERS",
         "claire.dubois@chu-poitiers.example",
         "RSPO72TBX47VRO64CVA2C7LSZAHLDSRI",
+        "810086000014",
     ),
     DemoAccount(
         "antoine.girard",
@@ -122,6 +140,7 @@ ACCOUNTS: tuple[DemoAccount, ...] = (
         "GHNV",
         "antoine.girard@ghnv.example",
         "JGFM2BWCEVQQLLIQYPXTQ5XAJKBLM5E2",
+        "810086000022",
     ),
     DemoAccount(
         "julie.bernard",
@@ -130,6 +149,7 @@ ACCOUNTS: tuple[DemoAccount, ...] = (
         "MSP-LUSIGNAN",
         "julie.bernard@msp-lusignan.example",
         "BFGBLH3XRJEODOI2OJR3WE4LV27RLVAJ",
+        "810086000030",
     ),
     DemoAccount(
         "marc.lefebvre",
@@ -138,6 +158,7 @@ ACCOUNTS: tuple[DemoAccount, ...] = (
         "CABINET-CHAUVIGNY",
         "marc.lefebvre@cabinet-chauvigny.example",
         "JW4J3KI3MVEBCCQI3FJ3FSNJJBYH3QDC",
+        "810086000048",
     ),
     DemoAccount(
         "sophie.rousseau",
@@ -146,6 +167,7 @@ ACCOUNTS: tuple[DemoAccount, ...] = (
         "PHARMACIE-MONTMORILLON",
         "sophie.rousseau@pharmacie-montmorillon.example",
         "DDLXF6BAP57265DLCNXX5IAB6AIOQ3HH",
+        "810086000055",
     ),
     DemoAccount(
         "nathalie.fournier",
@@ -154,6 +176,7 @@ ACCOUNTS: tuple[DemoAccount, ...] = (
         "IDE-LOUDUN",
         "nathalie.fournier@ide-loudun.example",
         "COHA3ZPWE5UGB23MMPWU4ZQBOZGYY222",
+        "810086000063",
     ),
     DemoAccount(
         "isabelle.petit",
@@ -284,6 +307,7 @@ def _seed_account(
             password=DEMO_PASSWORD,
             establishment=establishments[spec.establishment] if spec.establishment else None,
             email=spec.email,
+            national_id=spec.national_id,
             is_demo=True,
         )
         if spec.totp_secret is not None:
@@ -347,3 +371,107 @@ def _seed_client(
         establishment=owner,
     )
     return created.client.client_id, created.client_secret
+
+
+# --- the directory ------------------------------------------------------------------------
+
+# Wraps the binary stream an import reads (the command line shows a progress bar with it).
+ExtractReader = Callable[[Path, IO[bytes]], AbstractContextManager[IO[bytes]]]
+Importer = Callable[..., ImportSummary]
+
+
+@dataclass(frozen=True)
+class DemoExtract:
+    kind: str  # finess | rpps
+    path: Path
+    # None when the directory already holds this extract: it was not imported again.
+    summary: ImportSummary | None
+
+
+def load_demo_directory(
+    platform: Platform,
+    *,
+    actor: Principal,
+    professionals: int = DEMO_PROFESSIONALS,
+    establishments: int = DEMO_ESTABLISHMENTS,
+    reader: ExtractReader | None = None,
+) -> list[DemoExtract]:
+    """Write the synthetic FINESS and RPPS extracts of the Vienne under the data directory
+    and import them with the real importers (each commits its own chunks).
+
+    Once a demo extract's import is recorded as done, it is not imported again (whatever its
+    size): a second run costs nothing, and never undoes a real extract imported since."""
+    folder = platform.settings.data_dir / "demo"
+    extracts = (
+        (
+            "finess",
+            "etalab-cs1100507-stock-demo-",
+            f"{establishments}.csv",
+            lambda stream: finess.write_synthetic_extract(stream, establishments, seed=DEMO_SEED),
+            import_finess,
+        ),
+        (
+            "rpps",
+            "PS_LibreAcces_Personne_activite_demo-",
+            f"{professionals}.txt",
+            lambda stream: _write_text(stream, professionals),
+            import_rpps,
+        ),
+    )
+    loaded = []
+    for kind, prefix, suffix, write, importer in extracts:
+        imported = _imported(platform, kind, prefix)
+        if imported is not None:
+            loaded.append(DemoExtract(kind, folder / imported, None))
+            continue
+        path = folder / (prefix + suffix)
+        _write_once(path, write)
+        summary = _import(platform, importer, path, actor=actor, reader=reader)
+        loaded.append(DemoExtract(kind, path, summary))
+    return loaded
+
+
+def _write_text(stream: IO[bytes], professionals: int) -> int:
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="\n")
+    try:
+        return rpps.write_synthetic_extract(text, professionals, seed=DEMO_SEED)
+    finally:
+        text.detach()  # the caller closes the file
+
+
+def _imported(platform: Platform, kind: str, prefix: str) -> str | None:
+    """The name of the demo extract of this kind imported already, if any."""
+    with platform.read_sessions() as session:
+        done = select(DirectoryImport.file_name).where(
+            DirectoryImport.kind == kind,
+            DirectoryImport.file_name.startswith(prefix, autoescape=True),
+            DirectoryImport.status == "done",
+        )
+        return session.scalar(done.limit(1))
+
+
+def _write_once(path: Path, write: Callable[[IO[bytes]], int]) -> None:
+    """Generate an extract unless it is there; a half-written file never takes its name."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("wb") as stream:
+        write(stream)
+    partial.replace(path)
+
+
+def _import(
+    platform: Platform,
+    importer: Importer,
+    path: Path,
+    *,
+    actor: Principal,
+    reader: ExtractReader | None,
+) -> ImportSummary:
+    with path.open("rb") as raw, (reader or _plain)(path, raw) as stream:
+        return importer(platform.sessions, stream, actor=actor, file_name=path.name)
+
+
+def _plain(path: Path, raw: IO[bytes]) -> AbstractContextManager[IO[bytes]]:
+    return nullcontext(raw)

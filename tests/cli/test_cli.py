@@ -339,17 +339,22 @@ def test_keys_rotate(cli: Cli) -> None:
 
 
 def test_demo_is_idempotent_and_prints_every_profile(cli: Cli) -> None:
-    first = cli.run("demo", "--no-serve", "--port", "8123")
+    first = cli.run("demo", "--no-serve", "--port", "8123", "--professionals", "200")
     for profile in Profile:
         assert profile.value in first.stdout
     assert "client_secret" in first.stdout
     assert "http://127.0.0.1:8123/" in first.stdout
+    assert "loaded its directory" in first.stdout
+    assert "PS_LibreAcces_Personne_activite_demo-200.txt (" in first.stdout
+    assert first.stdout.count(", 0 rejected).") == 2  # the FINESS and RPPS extracts
     establishments = cli.json("establishments", "list")
     accounts = cli.json("accounts", "list")
     clients = cli.json("clients", "list")
 
+    # The directory is not imported again, whatever the size asked for.
     second = cli.run("demo", "--no-serve")
     assert "nothing created" in second.stdout
+    assert "PS_LibreAcces_Personne_activite_demo-200.txt already imported" in second.stdout
     assert "client_secret" not in second.stdout
     for profile in Profile:
         assert profile.value in second.stdout
@@ -372,7 +377,7 @@ def test_demo_accounts_sign_in_with_the_printed_secret(cli: Cli) -> None:
     from partage.demo import ACCOUNTS, DEMO_PASSWORD
     from partage.security.authn import totp_for
 
-    cli.run("demo", "--no-serve")
+    cli.run("demo", "--no-serve", "--professionals", "20")
     platform = Platform.create(cli.settings())
     try:
         with transaction(platform.sessions) as session:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from partage.db import transaction
 from partage.directory.importer import import_rpps
-from partage.directory.models import DirectoryImport, Practitioner, PractitionerRole
+from partage.directory.models import DirectoryImport, Organization, Practitioner, PractitionerRole
 from partage.directory.rpps import HEADER, RejectedRow, synthetic_rows, write_synthetic_extract
 from partage.platform import Platform
 from partage.security.principal import operator_principal
@@ -128,3 +128,25 @@ def test_synthetic_extracts_are_in_the_official_format(tmp_path: Path) -> None:
     lines = buffer.getvalue().splitlines()
     assert lines[0] == HEADER and len(lines) == count + 1
     assert all(line.endswith("|") and line.count("|") == 52 for line in lines)
+
+
+def test_a_structure_keeps_what_its_first_row_says(
+    fresh_platform: Platform, tmp_path: Path
+) -> None:
+    rows = []
+    for n, row in enumerate(synthetic_rows(4)):
+        fields = row.split("|")
+        fields[23], fields[24] = "C86000000001", f"CABINET {n}"  # one structure, named 4 ways
+        rows.append("|".join(fields))
+    path = _extract(tmp_path, rows)
+    _import(fresh_platform, path, chunk_rows=1)
+
+    def structure() -> Organization:
+        with transaction(fresh_platform.read_sessions) as session:
+            return session.scalars(select(Organization)).one()
+
+    first = structure()
+    assert first.name == "CABINET 0"
+    again = _import(fresh_platform, path, chunk_rows=1)
+    assert (again.created, again.updated, again.closed) == (0, 0, 0)
+    assert structure().updated_at == first.updated_at

@@ -22,7 +22,10 @@ def person(profile: Profile, establishment: uuid.UUID | None = None) -> Principa
     )
 
 
-@pytest.mark.parametrize("action", list(Action))
+ADMINISTRATION = [a for a in Action if a is not Action.directory_read]
+
+
+@pytest.mark.parametrize("action", ADMINISTRATION)
 @pytest.mark.parametrize(
     "profile",
     [
@@ -38,12 +41,22 @@ def test_care_profiles_have_no_administration_rights(profile: Profile, action: A
     assert not decide(person(profile), action).allowed
 
 
-@pytest.mark.parametrize("action", list(Action))
+@pytest.mark.parametrize("action", ADMINISTRATION)
 def test_systems_are_denied_by_default(action: Action) -> None:
     system = Principal(
         kind="client", label="EHR", client_id="ehr", scopes=Scopes.parse("system/*.cruds")
     )
     assert not decide(system, action).allowed
+
+
+def test_the_directory_is_for_professionals_and_systems_not_patients() -> None:
+    system = Principal(kind="client", label="EHR", client_id="ehr")
+    assert decide(system, Action.directory_read).allowed
+    for profile in Profile:
+        allowed = decide(person(profile), Action.directory_read).allowed
+        assert allowed is (profile is not Profile.patient), profile
+    anonymous = Principal(kind="account", label="?", account_id=uuid.uuid4())
+    assert not decide(anonymous, Action.directory_read).allowed
 
 
 def test_patient_data_is_denied_to_everyone_until_its_rules_exist() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,6 +15,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from partage.db import transaction
+from partage.directory.models import Practitioner
 from partage.platform import Platform
 from partage.security import actions, service
 from partage.security.models import OAuthClient, Profile
@@ -69,13 +71,16 @@ def application(make_client: MakeClient) -> tuple[OAuthClient, str]:
 
 
 def run_code_flow(
-    live_server: str, app: tuple[OAuthClient, str], person: MadeAccount
+    live_server: str,
+    app: tuple[OAuthClient, str],
+    person: MadeAccount,
+    scope: str = APP_SCOPES,
 ) -> tuple[OAuth2Client, dict[str, object]]:
     registered, secret = app
     oauth = OAuth2Client(
         registered.client_id,
         secret,
-        scope=APP_SCOPES,
+        scope=scope,
         redirect_uri=REDIRECT_URI,
         code_challenge_method="S256",
     )
@@ -98,6 +103,7 @@ def run_code_flow(
     assert claims["nonce"] == nonce
     assert claims["aud"] == registered.client_id
     assert "mfa" in claims["amr"]
+    token["claims"] = dict(claims)
     return oauth, dict(token)
 
 
@@ -127,6 +133,42 @@ def test_code_flow_with_pkce_then_userinfo_and_refresh(
         data={"grant_type": "refresh_token", "refresh_token": refreshed["refresh_token"]},
     )
     assert after_reuse.status_code == 400
+
+
+def test_a_professional_signs_in_as_their_practitioner(
+    live_server: str,
+    platform: Platform,
+    make_client: MakeClient,
+    make_account: Callable[..., MadeAccount],
+) -> None:
+    """SMART's fhirUser: the account's national id names its practitioner in the directory."""
+    scopes = "openid fhirUser user/Practitioner.rs"
+    registered, secret = make_client(scopes, redirect_uris=[REDIRECT_URI])
+    person = make_account(Profile.city_physician)
+    national_id = "8" + str(uuid.uuid4().int)[:11]
+    with transaction(platform.sessions) as session:
+        practitioner = Practitioner(
+            national_id=national_id,
+            id_type="8",
+            local_id=national_id[1:],
+            family_name="LEFÈVRE",
+            given_name="Marie",
+            family_name_folded="LEFEVRE",
+            given_name_folded="MARIE",
+            content_hash="-",
+        )
+        session.add(practitioner)
+        account = service.get_account(session, login=person.login)
+        assert account is not None
+        account.national_id = national_id
+        session.flush()
+        practitioner_url = f"{live_server}/fhir/Practitioner/{practitioner.id}"
+    oauth, token = run_code_flow(live_server, (registered, secret or ""), person, scopes)
+    assert token["claims"]["fhirUser"] == practitioner_url  # type: ignore[index]
+    info = oauth.get(f"{live_server}/oauth2/userinfo").json()
+    assert info["fhirUser"] == practitioner_url
+    me = oauth.get(practitioner_url)
+    assert me.status_code == 200 and me.json()["name"][0]["family"] == "LEFÈVRE"
 
 
 def test_disabling_the_account_stops_its_tokens_at_once(

@@ -28,12 +28,16 @@ class Action(StrEnum):
     client_manage = "client.manage"
     audit_read = "audit.read"
     patient_data_read = "patient_data.read"
+    directory_read = "directory.read"
+    directory_admin = "directory.admin"
 
 
 class Basis(StrEnum):
     operator = "operator"
     territory_admin = "territory_admin"
     establishment_admin = "establishment_admin"
+    professional = "professional"
+    territory_system = "territory_system"
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ _TERRITORY_ADMIN_ACTIONS = frozenset(
         Action.client_read,
         Action.client_manage,
         Action.audit_read,
+        Action.directory_admin,
     }
 )
 _ESTABLISHMENT_ADMIN_ACTIONS = frozenset(
@@ -80,6 +85,8 @@ def decide(
         return Decision(False, None, "no patient-data rule is in force yet")
     if principal.kind == "operator":
         return Decision(True, Basis.operator, "operator at the server's command line")
+    if action is Action.directory_read:
+        return _directory_read(principal)
     if principal.kind != "account" or principal.profile is None:
         return _DENY_UNKNOWN
     if principal.profile is Profile.territory_admin and action in _TERRITORY_ADMIN_ACTIONS:
@@ -92,6 +99,16 @@ def decide(
         if establishment_id is None or establishment_id == principal.establishment_id:
             return Decision(True, Basis.establishment_admin, "administrator of the establishment")
         return Decision(False, None, "another establishment")
+    return _DENY_UNKNOWN
+
+
+def _directory_read(principal: Principal) -> Decision:
+    # The directory is public information (the national extracts are open data), but it is
+    # served to the territory's professionals and systems, not to everyone who signs in.
+    if principal.kind == "client":
+        return Decision(True, Basis.territory_system, "system of the territory")
+    if principal.kind == "account" and principal.profile not in (None, Profile.patient):
+        return Decision(True, Basis.professional, "professional of the territory")
     return _DENY_UNKNOWN
 
 

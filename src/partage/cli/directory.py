@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, cast
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -52,6 +53,23 @@ class _CountingReader:
         return line
 
 
+@contextmanager
+def reading_with_progress(
+    file: Path, raw: IO[bytes], *, disable: bool = False
+) -> Iterator[IO[bytes]]:
+    """`raw`, read with a progress bar on stderr (bytes of `file` read, time left)."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True, disable=disable) as bar:
+        task = bar.add_task(f"Importing {file.name}", total=file.stat().st_size)
+        # The importers only read lines: the counting reader stands in for the stream.
+        yield cast(IO[bytes], _CountingReader(raw, lambda n: bar.advance(task, n)))
+
+
 def _summary_dict(summary: ImportSummary) -> dict[str, Any]:
     return {
         "import_id": str(summary.import_id),
@@ -69,27 +87,21 @@ Importer = Callable[..., ImportSummary]
 
 
 def _import_file(file: Path, importer: Importer, title: str, as_json: bool) -> None:
-    size = file.stat().st_size
-    with open_platform() as platform, file.open("rb") as raw:
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=err, transient=True, disable=as_json) as bar:
-            task = bar.add_task(f"Importing {file.name}", total=size)
-            reader = _CountingReader(raw, lambda n: bar.advance(task, n))
-            try:
-                with cli_errors():
-                    summary = importer(
-                        platform.sessions,
-                        reader,
-                        actor=operator(),
-                        file_name=file.name,
-                    )
-            except RejectedRow as exc:
-                fail(str(exc))
+    with (
+        open_platform() as platform,
+        file.open("rb") as raw,
+        reading_with_progress(file, raw, disable=as_json) as reader,
+    ):
+        try:
+            with cli_errors():
+                summary = importer(
+                    platform.sessions,
+                    reader,
+                    actor=operator(),
+                    file_name=file.name,
+                )
+        except RejectedRow as exc:
+            fail(str(exc))
     if as_json:
         print_json(_summary_dict(summary))
         return

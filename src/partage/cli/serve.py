@@ -10,6 +10,8 @@ import uvicorn
 
 from partage.app import create_app
 from partage.cli.common import (
+    cli_errors,
+    fail,
     load_settings,
     new_table,
     open_platform,
@@ -18,8 +20,17 @@ from partage.cli.common import (
     print_table,
     unit_of_work,
 )
+from partage.cli.directory import reading_with_progress
 from partage.config import Settings
-from partage.demo import DEMO_CLIENT_NAME, DemoTerritory, seed_demo_territory
+from partage.demo import (
+    DEMO_CLIENT_NAME,
+    DEMO_PROFESSIONALS,
+    DemoExtract,
+    DemoTerritory,
+    load_demo_directory,
+    seed_demo_territory,
+)
+from partage.directory.rpps import RejectedRow
 from partage.ops.logging import configure_logging
 from partage.platform import Platform
 
@@ -80,26 +91,52 @@ def demo(
     serve: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Serve once the territory is ready.")
     ] = True,
+    professionals: Annotated[
+        int,
+        typer.Option(min=10, help="Professionals of the synthetic directory (first run only)."),
+    ] = DEMO_PROFESSIONALS,
 ) -> None:
     """Create the demo territory (if missing), print its logins, and serve it."""
     settings = server_settings(host, port, demo=True)
     with open_platform(settings, migrate=True) as platform:
         with unit_of_work(platform) as session:
             seeded = seed_demo_territory(session, platform, actor=operator())
-        print_demo(seeded, settings)
+        try:
+            with cli_errors():
+                directory = load_demo_directory(
+                    platform,
+                    actor=operator(),
+                    professionals=professionals,
+                    reader=reading_with_progress,
+                )
+        except RejectedRow as exc:
+            fail(str(exc))
+        print_demo(seeded, settings, directory)
         if serve:
             run_server(platform, host=host, port=port)
 
 
-def print_demo(seeded: DemoTerritory, settings: Settings) -> None:
+def print_demo(seeded: DemoTerritory, settings: Settings, directory: list[DemoExtract]) -> None:
+    done = []
     if seeded.establishments_created or seeded.accounts_created:
-        status = (
+        done.append(
             f"created {seeded.establishments_created} establishments and "
             f"{seeded.accounts_created} accounts"
         )
-    else:
-        status = "already in place, nothing created"
+    if any(extract.summary is not None for extract in directory):
+        done.append("loaded its directory")
+    status = ", ".join(done) or "already in place, nothing created"
     out.print(f"[bold]{seeded.territory}[/] (demo territory): {status}.", soft_wrap=True)
+    for extract in directory:
+        if extract.summary is None:
+            out.print(f"Directory: {extract.path.name} already imported.", soft_wrap=True)
+            continue
+        summary = extract.summary
+        out.print(
+            f"Directory: imported {extract.path} ({summary.rows:,} rows, "
+            f"{summary.created:,} created, {summary.rejected:,} rejected).",
+            soft_wrap=True,
+        )
     table = new_table(
         "Login", "Profile", "Establishment", "Password", "TOTP secret", title="Demo logins"
     )

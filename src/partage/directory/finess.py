@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from partage.directory.rpps import RejectedRow, digest, fold
+from partage.directory import vienne
+from partage.directory.rpps import RejectedRow, fold
 
 COLUMNS: tuple[str, ...] = (
     "nofinesset", "nofinessej", "rs", "rslongue", "complrs", "compldistrib", "numvoie",
@@ -59,29 +60,39 @@ class FinessRow:
         postal, _, city = routing.partition(" ")
         return (self["codepostal"] or postal or None), (city.strip() or None)
 
-    def organization_values(self) -> dict[str, object]:
+    @property
+    def legal_entity(self) -> str | None:
+        """The FINESS number of the legal entity (EJ) the site belongs to."""
+        return self["nofinessej"]
+
+    def organization_content(self) -> tuple[str | None, ...]:
+        """The site's values, in the order of `ORGANIZATION_COLUMNS`."""
         name = self["rslongue"] or self["rs"] or "—"
         postal, city = self.postal_code_and_city
-        values: dict[str, object] = {
-            "source_key": self.source_key,
-            "finess_et": self["nofinesset"],
-            "finess_ej": self["nofinessej"],
-            "siret": self["siret"],
-            "name": name,
-            "name_folded": fold(name),
-            "category_code": self["categetab"],
-            "category_label": self["libcategetab"],
-            "address_line": self.address_line,
-            "postal_code": postal,
-            "city": city.title() if city else None,
-            "city_folded": fold(city) if city else None,
-            "city_code": (self["departement"] or "")[:2] + (self["cog"] or "")[-3:]
-            if self["cog"]
-            else None,
-            "phone": self["telephone"],
-        }
-        values["content_hash"] = digest(*(str(v) for v in values.values()))
-        return values
+        cog = self["cog"]
+        return (
+            self.source_key,
+            self["nofinesset"],
+            self["nofinessej"],
+            self["siret"],
+            name,
+            fold(name),
+            self["categetab"],
+            self["libcategetab"],
+            self.address_line,
+            postal,
+            city.title() if city else None,
+            fold(city) if city else None,
+            (self["departement"] or "")[:2] + cog[-3:] if cog else None,
+            self["telephone"],
+        )
+
+
+# The directory columns a site fills, source key first (see `FinessRow.organization_content`).
+ORGANIZATION_COLUMNS = (
+    "source_key", "finess_et", "finess_ej", "siret", "name", "name_folded", "category_code",
+    "category_label", "address_line", "postal_code", "city", "city_folded", "city_code", "phone",
+)  # fmt: skip
 
 
 def _is_finess(value: str) -> bool:
@@ -116,42 +127,83 @@ def _rejected(line: int, reason: str) -> RejectedRow:
     return rejected
 
 
+# Generated establishments beyond `vienne.SITES`: FINESS category, weight, names.
+_GENERATED: tuple[tuple[str, int, tuple[str, ...]], ...] = (
+    ("620", 30, ("Pharmacie du Centre", "Pharmacie de la Place", "Pharmacie de la Mairie",
+                 "Pharmacie de la Poste", "Pharmacie du Pont", "Pharmacie Principale",
+                 "Pharmacie de {commune}")),
+    ("500", 15, ("EHPAD Les Glycines", "EHPAD Les Chênes", "EHPAD Le Logis",
+                 "EHPAD La Roseraie", "EHPAD Résidence du Parc", "EHPAD de {commune}")),
+    ("202", 6, ("Résidence autonomie Les Capucines", "Résidence autonomie de {commune}")),
+    ("354", 6, ("SSIAD de {commune}",)),
+    ("603", 6, ("Maison de santé pluriprofessionnelle de {commune}",)),
+    ("124", 4, ("Centre de santé de {commune}", "Centre de soins infirmiers de {commune}")),
+    ("183", 4, ("IME Les Hirondelles", "IME de {commune}")),
+    ("246", 4, ("ESAT de {commune}",)),
+)  # fmt: skip
+
+
+def _site_row(site: vienne.Site, opened: str) -> str:
+    commune = site.commune
+    fields = [""] * len(COLUMNS)
+    values = {
+        "nofinesset": site.finess_et,
+        "nofinessej": site.finess_ej,
+        "rs": fold(site.name)[:38],
+        "rslongue": site.name,
+        "numvoie": site.street_number,
+        "typvoie": site.street_type,
+        "voie": fold(site.street),
+        "region": "75",
+        "libregion": "NOUVELLE-AQUITAINE",
+        "departement": "86",
+        "libdepartement": "VIENNE",
+        "cog": commune.insee_code[2:],
+        "codepostal": commune.postal_code,
+        "ligneacheminement": f"{commune.postal_code} {fold(commune.name)}",
+        "telephone": site.phone,
+        "categetab": site.category_code,
+        "libcategetab": site.category.label,
+        "liblongcategetab": site.category.label,
+        "dateouvert": opened,
+        "dateautor": opened,
+        "datemaj": "2026-10-01",
+    }
+    for name, value in values.items():
+        fields[_INDEX[name]] = value
+    return "structureet;" + ";".join(fields)
+
+
+def _generated_site(rng: random.Random, n: int) -> vienne.Site:
+    category, _, names = rng.choices(_GENERATED, [weight for _, weight, _ in _GENERATED])[0]
+    communes = vienne.COMMUNES
+    commune = rng.choices(communes, [c.population for c in communes])[0]
+    street_type, street = rng.choice(vienne.STREETS)
+    return vienne.Site(
+        finess_et=vienne.finess_number(100000 + n),
+        finess_ej=vienne.finess_number(500000 + n),
+        name=rng.choice(names).format(commune=commune.name),
+        category_code=category,
+        commune=commune,
+        street_number=str(rng.randint(1, 120)),
+        street_type=street_type,
+        street=street,
+        professions=frozenset(),
+        staff=0,
+    )
+
+
 def synthetic_rows(establishments: int, *, seed: int = 86) -> Iterator[str]:
-    """Establishment rows (tagged `structureet`) of a synthetic Vienne extract, Latin-1-safe."""
+    """Establishment rows (tagged `structureet`) of a synthetic Vienne extract, Latin-1-safe.
+
+    The sites of `vienne.SITES` come first (the demo's establishments, the hospitals the
+    synthetic RPPS extract attaches professionals to), then generated pharmacies, nursing
+    homes and other establishments across the communes."""
     rng = random.Random(seed)  # noqa: S311 - reproducible synthetic data, not secrets
-    kinds = (
-        ("101", "Centre Hospitalier Régional"),
-        ("355", "Centre Hospitalier"),
-        ("365", "Etablissement de Soins Pluridisciplinaire"),
-        ("620", "Pharmacie d'Officine"),
-    )
-    cities = (
-        ("86000", "86194", "POITIERS"),
-        ("86100", "86066", "CHATELLERAULT"),
-        ("86500", "86165", "MONTMORILLON"),
-        ("86200", "86137", "LOUDUN"),
-    )
     for n in range(establishments):
-        category, label = rng.choice(kinds)
-        postal, cog, city = rng.choice(cities)
-        fields = [""] * len(COLUMNS)
-        fields[_INDEX["nofinesset"]] = f"86{n + 1000000:07d}"
-        fields[_INDEX["nofinessej"]] = f"86{(n // 3) + 5000000:07d}"
-        fields[_INDEX["rs"]] = f"{label.upper()[:20]} {city} {n}"
-        fields[_INDEX["rslongue"]] = f"{label} de {city.title()} n° {n}"
-        fields[_INDEX["numvoie"]] = str(rng.randint(1, 200))
-        fields[_INDEX["typvoie"]] = "R"
-        fields[_INDEX["voie"]] = "DE LA MILETRIE"
-        fields[_INDEX["departement"]] = "86"
-        fields[_INDEX["libdepartement"]] = "VIENNE"
-        fields[_INDEX["cog"]] = cog[2:]
-        fields[_INDEX["codepostal"]] = postal
-        fields[_INDEX["ligneacheminement"]] = f"{postal} {city}"
-        fields[_INDEX["telephone"]] = f"05{rng.randint(10000000, 99999999)}"
-        fields[_INDEX["categetab"]] = category
-        fields[_INDEX["libcategetab"]] = label
-        fields[_INDEX["datemaj"]] = "2026-10-01"
-        yield "structureet;" + ";".join(fields)
+        site = vienne.SITES[n] if n < len(vienne.SITES) else _generated_site(rng, n)
+        opened = f"{rng.randint(1950, 2024)}-{rng.randint(1, 12):02d}-01"
+        yield _site_row(site, opened)
 
 
 def write_synthetic_extract(stream: IO[bytes], establishments: int, *, seed: int = 86) -> int:

@@ -1,28 +1,34 @@
 """Importing the national extracts (RPPS, FINESS): streaming, idempotent, incremental.
 
 The file is read in chunks of rows; each chunk is one transaction: existing rows are looked
-up by their keys, only what changed is written (Core statements in bulk), and every role
-the file lists is stamped with the import's id. Once the whole file has been read — and
-only then, so a truncated file closes nothing — roles the extract no longer lists are
-closed (`valid_to`), never deleted, and professionals without an open role become inactive.
+up by their keys, only what changed is written (in bulk, see `bulk`), and every row the
+file lists is stamped with the import's id — the first time the import lists it: a
+professional or a structure repeated on later rows keeps what its first row said, and an
+activity listed twice is rejected. Once the whole file has been read — and only then, so a
+truncated file closes nothing — roles the extract no longer lists are closed (`valid_to`),
+never deleted, professionals without an open role become inactive, and structures are
+linked to the FINESS sites they name (`links`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any, cast
+from typing import IO, Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, Table, and_, bindparam, exists, or_, select, update
+from sqlalchemy import CursorResult, Table, and_, exists, or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from partage.audit.actions import record
 from partage.db import transaction, utcnow
 from partage.directory import finess
+from partage.directory.bulk import Bulk, Row
 from partage.directory.finess import FinessRow
+from partage.directory.links import SITE_PREFIX, legal_entity_ids, link_sites
 from partage.directory.models import DirectoryImport, Organization, Practitioner, PractitionerRole
-from partage.directory.rpps import RejectedRow, RppsRow, digest, fold, read_rows
+from partage.directory.rpps import RejectedRow, RppsRow, fold, read_rows
 from partage.security.principal import Principal
 
 CHUNK_ROWS = 5000
@@ -33,6 +39,7 @@ _ORGANIZATIONS = cast(Table, Organization.__table__)
 _ROLES = cast(Table, PractitionerRole.__table__)
 
 Progress = Callable[[int], None]
+Item = TypeVar("Item")
 
 
 @dataclass
@@ -51,233 +58,198 @@ class ImportSummary:
         if len(self.rejections) < MAX_REPORTED_REJECTIONS:
             self.rejections.append({"line": line, "reason": reason})
 
-
-def _practitioner_values(row: RppsRow, import_id: uuid.UUID) -> dict[str, Any]:
-    family, given = row[7] or "", row[8]
-    values: dict[str, Any] = {
-        "national_id": row.national_id,
-        "id_type": row[0],
-        "local_id": row[1] or "",
-        "civility_code": row[5],
-        "practice_civility_code": row[3],
-        "family_name": family,
-        "given_name": given,
-        "family_name_folded": fold(family),
-        "given_name_folded": fold(given) if given else None,
-    }
-    values["content_hash"] = digest(*(str(v) for v in values.values()))
-    values["last_import_id"] = import_id
-    return values
+    def add(self, written: Written, what: str) -> None:
+        self.created += written.created
+        self.updated += written.updated
+        self.unchanged += written.unchanged
+        for line in written.repeated:
+            self.reject(line, f"the same {what} is listed twice")
 
 
-def _organization_values(row: RppsRow, import_id: uuid.UUID) -> dict[str, Any]:
-    name = row[25] or row[24] or "—"
-    values: dict[str, Any] = {
-        "source_key": row.structure_key,
-        "finess_et": row[21],
-        "finess_ej": row[22],
-        "siret": row[19],
-        "name": name,
-        "name_folded": fold(name),
-        "address_line": row.address_line,
-        "postal_code": row[35],
-        "city": row[37],
-        "city_folded": fold(row[37]) if row[37] else None,
-        "city_code": row[36],
-        "phone": row[40],
-        "email": row[43],
-    }
-    values["content_hash"] = digest(*(str(v) for v in values.values()))
-    values["last_import_id"] = import_id
-    return values
+@dataclass(frozen=True)
+class Target:
+    """What one kind of listed row writes: its table; the columns its content hash covers,
+    natural key first; the ids linking it to other rows (written and compared, not hashed);
+    whether it has a validity period, so that listing it again reopens it."""
+
+    table: Table
+    columns: tuple[str, ...]
+    links: tuple[str, ...] = ()
+    reopens: bool = False
 
 
-def _role_values(row: RppsRow) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "role_key": row.role_key,
-        "profession_code": row[9],
-        "profession_label": row[10],
-        "category_code": row[11],
-        "specialty_type": row[13],
-        "specialty_code": row[15],
-        "specialty_label": row[16],
-        "practice_mode_code": row[17],
-        "practice_mode_label": row[18],
-        "sector_code": row[48],
-        "sector_label": row[49],
-        "address_line": row.address_line,
-        "postal_code": row[35],
-        "city": row[37],
-        "city_folded": fold(row[37]) if row[37] else None,
-        "city_code": row[36],
-        "phone": row[40],
-        "email": row[43],
-    }
-    values["content_hash"] = digest(*(str(v) for v in values.values()))
-    return values
+@dataclass
+class Written:
+    """What writing a chunk's listed rows did; `ids` by key, in the driver's form."""
+
+    ids: dict[str, Any] = field(default_factory=dict)
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    repeated: list[int] = field(default_factory=list)  # lines of keys already listed
 
 
-def _existing(
-    session: Session, table: Table, key: str, keys: set[str], *extra: str
-) -> dict[str, Any]:
-    if not keys:
-        return {}
-    columns = [table.c[key], table.c.id, table.c.content_hash, *(table.c[c] for c in extra)]
-    found = session.execute(select(*columns).where(table.c[key].in_(keys)))
-    return {row[0]: row for row in found}
+def content_hash(content: Row) -> str:
+    # The same digest as `rpps.digest(*map(str, content))`, without its per-part checks.
+    text = "\x1f".join(map(str, content))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def _upsert(
-    session: Session,
-    table: Table,
-    key: str,
-    existing: dict[str, Any],
-    values_by_key: dict[str, dict[str, Any]],
-) -> dict[str, uuid.UUID]:
-    """Insert the new, update the changed (content hash); returns ids by key."""
-    ids: dict[str, uuid.UUID] = {}
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    now = utcnow()
-    for value_key, values in values_by_key.items():
-        found = existing.get(value_key)
-        if found is None:
-            new_id = uuid.uuid4()
-            inserts.append(
-                {
-                    **values,
-                    "id": new_id,
-                    "active": True,
-                    "updated_at": now,
-                    **({"valid_from": now} if "valid_from" in table.c else {}),
-                }
-            )
-            ids[value_key] = new_id
+def write_listed(
+    bulk: Bulk,
+    target: Target,
+    listed: Iterable[tuple[int, str, Item]],
+    build: Callable[[str, Item], tuple[Row, Row]],
+    import_id: uuid.UUID,
+) -> Written:
+    """Write what an extract lists — (line, key, item), `build` giving the content and the
+    links of an item — and stamp it with the import: insert the new, update (and reopen)
+    the changed, only stamp the unchanged. A key the import already stamped is left as it
+    is, its line returned in `repeated`."""
+    table = target.table
+    listed = list(listed)
+    found = bulk.fetch(
+        table,
+        target.columns[0],
+        {key for _, key, _ in listed},
+        ("id", "content_hash", "last_import_id", "active", *target.links),
+    )
+    stamp = bulk.value(table, "last_import_id", import_id)
+    now = bulk.value(table, "updated_at", utcnow())
+    true = bulk.value(table, "active", True)
+    valid_from = (now,) if "valid_from" in table.c else ()
+    reopened = (true,) if target.reopens else ()
+    written = Written()
+    inserts: list[Row] = []
+    updates: list[Row] = []
+    unchanged: list[Any] = []
+    for line, key, item in listed:
+        row = found.get(key)
+        if key in written.ids or (row is not None and row[3] == stamp):
+            written.repeated.append(line)
+            if row is not None:
+                written.ids[key] = row[1]
+            continue
+        content, links = build(key, item)
+        digest = content_hash(content)
+        if row is None:
+            new_id = bulk.new_id()
+            inserts.append((new_id, *content, *links, digest, true, stamp, now, *valid_from))
+            written.ids[key] = new_id
+            written.created += 1
+        elif row[2] != digest or row[5:] != links or (target.reopens and not row[4]):
+            updates.append((*content[1:], *links, digest, stamp, now, *reopened, row[1]))
+            written.ids[key] = row[1]
+            written.updated += 1
         else:
-            ids[value_key] = found.id
-            if found.content_hash != values["content_hash"]:
-                updates.append({**{f"v_{k}": v for k, v in values.items()}, "b_id": found.id})
-    if inserts:
-        session.execute(table.insert(), inserts)
-    if updates:
-        names = [k for k in next(iter(values_by_key.values())) if k != key]
-        statement = (
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values({**{name: bindparam(f"v_{name}") for name in names}, "updated_at": now})
-        )
-        session.execute(
-            statement, [{k: v for k, v in u.items() if k != f"v_{key}"} for u in updates]
-        )
-    return ids
+            unchanged.append(row[1])
+            written.ids[key] = row[1]
+            written.unchanged += 1
+    stamped = ("content_hash", "last_import_id", "updated_at")
+    inserted = ("id", *target.columns, *target.links, "content_hash", "active", *stamped[1:])
+    bulk.insert(table, inserted + (("valid_from",) if valid_from else ()), inserts)
+    updated = (*target.columns[1:], *target.links, *stamped)
+    if target.reopens:
+        bulk.update(table, (*updated, "active"), updates, null=("valid_to",))
+    else:
+        bulk.update(table, updated, updates)
+    bulk.set_column(table, "last_import_id", stamp, unchanged)
+    return written
 
 
-def _import_chunk(
+# --- RPPS ------------------------------------------------------------------------------------
+
+_PRACTITIONER = Target(
+    _PRACTITIONERS,
+    (
+        "national_id", "id_type", "local_id", "civility_code", "practice_civility_code",
+        "family_name", "given_name", "family_name_folded", "given_name_folded",
+    ),
+)  # fmt: skip
+_STRUCTURE = Target(
+    _ORGANIZATIONS,
+    (
+        "source_key", "finess_et", "finess_ej", "siret", "name", "name_folded", "address_line",
+        "postal_code", "city", "city_folded", "city_code", "phone", "email",
+    ),
+)  # fmt: skip
+_ROLE = Target(
+    _ROLES,
+    (
+        "role_key", "profession_code", "profession_label", "category_code", "specialty_type",
+        "specialty_code", "specialty_label", "practice_mode_code", "practice_mode_label",
+        "sector_code", "sector_label", "address_line", "postal_code", "city", "city_folded",
+        "city_code", "phone", "email",
+    ),
+    links=("practitioner_id", "organization_id"),
+    reopens=True,
+)  # fmt: skip
+
+
+def _practitioner_content(national_id: str, row: RppsRow) -> tuple[Row, Row]:
+    v = row.values
+    family, given = v[7] or "", v[8]
+    folded_given = fold(given) if given else None
+    return (
+        national_id,
+        v[0],
+        v[1] or "",
+        v[5],
+        v[3],
+        family,
+        given,
+        fold(family),
+        folded_given,
+    ), ()
+
+
+def _structure_content(source_key: str, row: RppsRow) -> tuple[Row, Row]:
+    v = row.values
+    name = v[25] or v[24] or "—"
+    city = v[37]
+    return (
+        source_key, v[21], v[22], v[19], name, fold(name), row.address_line, v[35], city,
+        fold(city) if city else None, v[36], v[40], v[43],
+    ), ()  # fmt: skip
+
+
+def _role_content(role_key: str, row: RppsRow) -> Row:
+    v = row.values
+    city = v[37]
+    return (
+        role_key, v[9], v[10], v[11], v[13], v[15], v[16], v[17], v[18], v[48], v[49],
+        row.address_line, v[35], city, fold(city) if city else None, v[36], v[40], v[43],
+    )  # fmt: skip
+
+
+def _import_rpps_chunk(
     session: Session, rows: list[RppsRow], import_id: uuid.UUID, summary: ImportSummary
 ) -> None:
-    # Once per professional and per structure, not once per row: they repeat.
-    practitioners: dict[str, dict[str, Any]] = {}
-    organizations: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        if r.national_id not in practitioners:
-            practitioners[r.national_id] = _practitioner_values(r, import_id)
-        if r.structure_key and r.structure_key not in organizations:
-            organizations[r.structure_key] = _organization_values(r, import_id)
-    practitioner_ids = _upsert(
-        session,
-        _PRACTITIONERS,
-        "national_id",
-        _existing(session, _PRACTITIONERS, "national_id", set(practitioners)),
-        practitioners,
+    bulk = Bulk(session)
+    practitioners = write_listed(
+        bulk,
+        _PRACTITIONER,
+        ((row.line, row.national_id, row) for row in rows),
+        _practitioner_content,
+        import_id,
     )
-    organization_ids = _upsert(
-        session,
-        _ORGANIZATIONS,
-        "source_key",
-        _existing(session, _ORGANIZATIONS, "source_key", set(organizations)),
-        organizations,
+    structures = write_listed(
+        bulk,
+        _STRUCTURE,
+        ((row.line, key, row) for row in rows if (key := row.structure_key)),
+        _structure_content,
+        import_id,
     )
-    listed = [
-        (
-            row.line,
-            row.role_key,
-            {
-                **_role_values(row),
-                "practitioner_id": practitioner_ids[row.national_id],
-                "organization_id": organization_ids.get(row.structure_key or ""),
-            },
-        )
-        for row in rows
-    ]
-    _apply_listed(session, _ROLES, "role_key", listed, import_id, summary, "activity")
 
+    def role(role_key: str, row: RppsRow) -> tuple[Row, Row]:
+        practitioner_id = practitioners.ids[row.national_id]
+        structure_id = structures.ids.get(row.structure_key or "")
+        return _role_content(role_key, row), (practitioner_id, structure_id)
 
-def _apply_listed(
-    session: Session,
-    table: Table,
-    key: str,
-    listed: list[tuple[int, str, dict[str, Any]]],
-    import_id: uuid.UUID,
-    summary: ImportSummary,
-    what: str,
-) -> None:
-    """Write what an extract lists — (line, key, values) — and stamp it with the import:
-    insert the new, update (and reopen) the changed or closed, stamp the unchanged; a key
-    listed twice in one import is rejected the second time."""
-    existing = _existing(session, table, key, {k for _, k, _ in listed}, "last_import_id", "active")
-    now = utcnow()
-    seen: set[str] = set()
-    inserts: list[dict[str, Any]] = []
-    changed: list[dict[str, Any]] = []
-    stamped: list[uuid.UUID] = []
-    for line, listed_key, values in listed:
-        found = existing.get(listed_key)
-        if listed_key in seen or (found is not None and found.last_import_id == import_id):
-            summary.reject(line, f"the same {what} is listed twice")
-            continue
-        seen.add(listed_key)
-        if found is None:
-            inserts.append(
-                {
-                    **values,
-                    "id": uuid.uuid4(),
-                    "active": True,
-                    "valid_from": now,
-                    "updated_at": now,
-                    "last_import_id": import_id,
-                }
-            )
-            summary.created += 1
-        elif found.content_hash != values["content_hash"] or not found.active:
-            changed.append(
-                {**{f"v_{k}": v for k, v in values.items() if k != key}, "b_id": found.id}
-            )
-            summary.updated += 1
-        else:
-            stamped.append(found.id)
-            summary.unchanged += 1
-    if inserts:
-        session.execute(table.insert(), inserts)
-    if changed:
-        names = [k[2:] for k in changed[0] if k.startswith("v_")]
-        session.execute(
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values(
-                {
-                    **{n: bindparam(f"v_{n}") for n in names},
-                    "active": True,
-                    "valid_to": None,
-                    "updated_at": now,
-                    "last_import_id": import_id,
-                }
-            ),
-            changed,
-        )
-    if stamped:
-        session.execute(
-            update(table).where(table.c.id.in_(stamped)).values(last_import_id=import_id)
-        )
+    roles = write_listed(
+        bulk, _ROLE, ((row.line, row.role_key, row) for row in rows), role, import_id
+    )
+    summary.add(roles, "activity")
 
 
 def _close_unlisted(session: Session, table: Table, import_id: uuid.UUID, *conditions: Any) -> int:
@@ -292,14 +264,53 @@ def _close_unlisted(session: Session, table: Table, import_id: uuid.UUID, *condi
     return result.rowcount if isinstance(result, CursorResult) else 0
 
 
-def _close_missing(session: Session, import_id: uuid.UUID) -> int:
+def _close_missing_roles(session: Session, import_id: uuid.UUID) -> int:
     closed = _close_unlisted(session, _ROLES, import_id)
+    # A professional is active while one of their roles is: only those that changed.
     has_open_role = exists().where(
         and_(_ROLES.c.practitioner_id == _PRACTITIONERS.c.id, _ROLES.c.active.is_(True))
     )
-    session.execute(update(_PRACTITIONERS).values(active=has_open_role))
+    now = utcnow()
+    for now_active, condition in ((False, ~has_open_role), (True, has_open_role)):
+        session.execute(
+            update(_PRACTITIONERS)
+            .where(_PRACTITIONERS.c.active.is_(not now_active), condition)
+            .values(active=now_active, updated_at=now)
+        )
+    link_sites(session)
     return closed
 
+
+# --- FINESS ----------------------------------------------------------------------------------
+
+_SITE = Target(_ORGANIZATIONS, finess.ORGANIZATION_COLUMNS, links=("parent_id",), reopens=True)
+
+
+def _import_finess_chunk(
+    session: Session, rows: list[FinessRow], import_id: uuid.UUID, summary: ImportSummary
+) -> None:
+    bulk = Bulk(session)
+    entities = legal_entity_ids(bulk, {row.legal_entity for row in rows if row.legal_entity})
+
+    def site(_key: str, row: FinessRow) -> tuple[Row, Row]:
+        return row.organization_content(), (entities.get(row.legal_entity or ""),)
+
+    sites = write_listed(
+        bulk, _SITE, ((row.line, row.source_key, row) for row in rows), site, import_id
+    )
+    summary.add(sites, "establishment")
+
+
+def _close_missing_sites(session: Session, import_id: uuid.UUID) -> int:
+    # Sites only: legal entities are not in this extract, they are never closed here.
+    closed = _close_unlisted(
+        session, _ORGANIZATIONS, import_id, _ORGANIZATIONS.c.source_key.startswith(SITE_PREFIX)
+    )
+    link_sites(session)
+    return closed
+
+
+# --- the run ---------------------------------------------------------------------------------
 
 ChunkImporter = Callable[[Session, list[Any], uuid.UUID, ImportSummary], None]
 
@@ -388,27 +399,12 @@ def import_rpps(
         sessions,
         kind="rpps",
         rows=read_rows(stream),
-        import_chunk=_import_chunk,
-        close_missing=_close_missing,
+        import_chunk=_import_rpps_chunk,
+        close_missing=_close_missing_roles,
         actor=actor,
         file_name=file_name,
         progress=progress,
         chunk_rows=chunk_rows,
-    )
-
-
-def _import_finess_chunk(
-    session: Session, rows: list[FinessRow], import_id: uuid.UUID, summary: ImportSummary
-) -> None:
-    listed = [(row.line, row.source_key, row.organization_values()) for row in rows]
-    _apply_listed(
-        session, _ORGANIZATIONS, "source_key", listed, import_id, summary, "establishment"
-    )
-
-
-def _close_missing_establishments(session: Session, import_id: uuid.UUID) -> int:
-    return _close_unlisted(
-        session, _ORGANIZATIONS, import_id, _ORGANIZATIONS.c.source_key.like("finess-et:%")
     )
 
 
@@ -421,13 +417,14 @@ def import_finess(
     progress: Progress | None = None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> ImportSummary:
-    """Import a whole FINESS establishment extract (sites), closing sites it no longer lists."""
+    """Import a whole FINESS establishment extract (sites), closing sites it no longer lists
+    and linking each to its legal entity."""
     return _run_import(
         sessions,
         kind="finess",
         rows=finess.read_rows(stream),
         import_chunk=_import_finess_chunk,
-        close_missing=_close_missing_establishments,
+        close_missing=_close_missing_sites,
         actor=actor,
         file_name=file_name,
         progress=progress,

@@ -59,7 +59,12 @@ class Organization(Base):
     city_code: Mapped[str | None] = mapped_column(String(5))
     phone: Mapped[str | None] = mapped_column(String(30))
     email: Mapped[str | None] = mapped_column(String(254))
+    # A site's legal entity (FINESS EJ).
     parent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("directory_organizations.id"))
+    # The FINESS site an RPPS structure names (set at the end of either import).
+    site_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("directory_organizations.id"), index=True
+    )
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     valid_from: Mapped[datetime] = mapped_column(default=utcnow)
     valid_to: Mapped[datetime | None]

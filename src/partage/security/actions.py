@@ -44,6 +44,9 @@ _FINESS = re.compile(r"^(\d{9}|\d2[AB]\d{6})$")
 _OID = re.compile(r"^[0-2](\.(0|[1-9]\d*))+$")
 _LOGIN = re.compile(r"^[a-z0-9][a-z0-9._@+-]{2,119}$")
 _NATIONAL_ID = re.compile(r"^(8\d{11}|0\d{9})$")
+# Doctors and pharmacists are registered by their RPPS number only; nurses may still have
+# an ADELI number.
+_RPPS_ONLY = frozenset({Profile.hospital_physician, Profile.city_physician, Profile.pharmacist})
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 
 
@@ -152,8 +155,7 @@ def create_account(
         raise InvalidInput("a login is 3 to 120 letters, digits or . _ @ + -")
     if not display_name or len(display_name) > 200:
         raise InvalidInput("the display name is required (200 characters at most)")
-    if national_id is not None and not _NATIONAL_ID.match(national_id):
-        raise InvalidInput("a national id is RPPS (8 + 11 digits) or ADELI (0 + 9 digits)")
+    national_id = _checked_national_id(national_id, profile)
     needs_establishment = profile in (
         Profile.hospital_physician,
         Profile.establishment_admin,
@@ -189,6 +191,32 @@ def create_account(
         detail={"login": login, "profile": profile.value},
     )
     return account
+
+
+def _luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, character in enumerate(reversed(digits)):
+        value = int(character) * (2 if position % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+def _checked_national_id(national_id: str | None, profile: Profile) -> str | None:
+    """The national id that links a professional's account to the directory, checked
+    against the profile; spaces (as printed on professional cards) are dropped."""
+    if national_id is None or not (national_id := "".join(national_id.split())):
+        return None
+    if not _NATIONAL_ID.match(national_id):
+        raise InvalidInput("a national id is RPPS (8 + 11 digits) or ADELI (0 + 9 digits)")
+    if profile is Profile.patient:
+        raise InvalidInput("a patient account has no professional national id")
+    if national_id.startswith("0") and profile in _RPPS_ONLY:
+        raise InvalidInput(
+            f"a {profile.value} is identified by an RPPS number (8 + 11 digits), not ADELI"
+        )
+    if national_id.startswith("8") and not _luhn_valid(national_id[1:]):
+        raise InvalidInput(f"the RPPS number {national_id[1:]} has a wrong check digit")
+    return national_id
 
 
 def _end_account_sessions(session: Session, account_id: uuid.UUID) -> None:

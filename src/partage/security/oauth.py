@@ -280,6 +280,7 @@ def _id_token(
     amr: list[str],
     sid: str | None,
     access_token: str,
+    fhir_user: str | None,
 ) -> str:
     now = int(utcnow().timestamp())
     at_digest = hashlib.sha256(access_token.encode()).digest()
@@ -300,6 +301,8 @@ def _id_token(
         claims["nonce"] = nonce
     if sid:
         claims["sid"] = sid
+    if fhir_user:
+        claims["fhirUser"] = fhir_user
     key = platform.signing_keys.signing_key(ID_TOKEN_ALG)
     return jwt.encode({"alg": ID_TOKEN_ALG, "kid": key.kid, "typ": "JWT"}, claims, key)
 
@@ -423,6 +426,9 @@ def _user_tokens(
             amr=amr,
             sid=sid,
             access_token=access.value,
+            fhir_user=service.fhir_user(session, issuer=platform.settings.issuer, account=account)
+            if scope.has("fhirUser")
+            else None,
         )
     if "refresh_token" in client.grant_types:
         refresh = secrets.token_urlsafe(32)

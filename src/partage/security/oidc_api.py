@@ -385,16 +385,18 @@ def userinfo(request: Request, authorization: Annotated[str | None, Header()] = 
             return unauthorized
         account = service.get_account_by_id(session, account_id=principal.account_id)
         assert account is not None
-        return JSONResponse(
-            {
-                "sub": str(account.id),
-                "name": account.display_name,
-                "preferred_username": account.login,
-                "profile_code": account.profile,
-                "locale": account.locale,
-            },
-            headers=NO_STORE,
-        )
+        claims = {
+            "sub": str(account.id),
+            "name": account.display_name,
+            "preferred_username": account.login,
+            "profile_code": account.profile,
+            "locale": account.locale,
+        }
+        if principal.scopes.has("fhirUser"):
+            fhir_user = service.fhir_user(session, issuer=platform.settings.issuer, account=account)
+            if fhir_user:
+                claims["fhirUser"] = fhir_user
+        return JSONResponse(claims, headers=NO_STORE)
 
 
 def _redirect_with(uri: str, params: dict[str, str | None]) -> RedirectResponse:

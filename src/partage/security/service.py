@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from partage.access.decision import scope_establishment
 from partage.db import utcnow
+from partage.directory.models import Practitioner
 from partage.security.actions import normalise_login
 from partage.security.models import Account, Establishment, LoginThrottle, OAuthClient, Territory
 from partage.security.principal import Principal
@@ -67,3 +68,17 @@ def list_clients(session: Session, *, viewer: Principal) -> list[OAuthClient]:
     if narrowed is not None:
         stmt = stmt.where(OAuthClient.establishment_id == narrowed)
     return list(session.scalars(stmt))
+
+
+def practitioner_of(session: Session, *, account: Account) -> Practitioner | None:
+    """The directory's practitioner a professional's account stands for (by national id)."""
+    if not account.national_id:
+        return None
+    statement = select(Practitioner).where(Practitioner.national_id == account.national_id)
+    return session.scalar(statement)
+
+
+def fhir_user(session: Session, *, issuer: str, account: Account) -> str | None:
+    """SMART's `fhirUser`: the FHIR resource of the signed-in person, when there is one."""
+    practitioner = practitioner_of(session, account=account)
+    return f"{issuer}/fhir/Practitioner/{practitioner.id}" if practitioner else None

@@ -73,9 +73,26 @@ _ESTABLISHMENTS = Tile(
     "/admin/establishments",
 )
 _AUDIT = Tile(N_("Audit trail"), N_("Consulting the audit trail is coming soon."))
+_DIRECTORY = Tile(
+    N_("Directory"),
+    N_("Find a professional or a structure of the territory."),
+    "/annuaire",
+)
+_DIRECTORY_IMPORTS = Tile(
+    N_("Directory imports"),
+    N_("The RPPS and FINESS imports and the rows they rejected."),
+    "/admin/annuaire",
+)
 
 HOME_TILES: dict[Profile, tuple[Tile, ...]] = {
-    Profile.hospital_physician: (_SHARED_RECORD, _DOCUMENTS, _IMAGING, _MESSAGES, _SECURITY),
+    Profile.hospital_physician: (
+        _SHARED_RECORD,
+        _DOCUMENTS,
+        _IMAGING,
+        _MESSAGES,
+        _DIRECTORY,
+        _SECURITY,
+    ),
     Profile.city_physician: (
         Tile(
             N_("My patients"),
@@ -83,6 +100,7 @@ HOME_TILES: dict[Profile, tuple[Tile, ...]] = {
         ),
         _SHARED_RECORD,
         _MESSAGES,
+        _DIRECTORY,
         _SECURITY,
     ),
     Profile.pharmacist: (
@@ -91,6 +109,7 @@ HOME_TILES: dict[Profile, tuple[Tile, ...]] = {
             N_("Reading the records your patients have opened to you is coming soon."),
         ),
         _MESSAGES,
+        _DIRECTORY,
         _SECURITY,
     ),
     Profile.nurse: (
@@ -99,6 +118,7 @@ HOME_TILES: dict[Profile, tuple[Tile, ...]] = {
             N_("Reading the records your patients have opened to you is coming soon."),
         ),
         _MESSAGES,
+        _DIRECTORY,
         _SECURITY,
     ),
     Profile.patient: (
@@ -122,8 +142,17 @@ HOME_TILES: dict[Profile, tuple[Tile, ...]] = {
             N_("Identities and INS"),
             N_("Searching identities and their INS status is coming soon."),
         ),
+        _DIRECTORY,
         _SECURITY,
     ),
-    Profile.establishment_admin: (_ACCOUNTS, _CLIENTS, _SECURITY),
-    Profile.territory_admin: (_ACCOUNTS, _CLIENTS, _ESTABLISHMENTS, _AUDIT, _SECURITY),
+    Profile.establishment_admin: (_ACCOUNTS, _CLIENTS, _DIRECTORY, _SECURITY),
+    Profile.territory_admin: (
+        _ACCOUNTS,
+        _CLIENTS,
+        _ESTABLISHMENTS,
+        _DIRECTORY,
+        _DIRECTORY_IMPORTS,
+        _AUDIT,
+        _SECURITY,
+    ),
 }

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from partage.web import admin, auth_pages, end_session, passkey_pages, portal
+from partage.web import (
+    admin,
+    auth_pages,
+    directory_admin_pages,
+    directory_pages,
+    end_session,
+    passkey_pages,
+    portal,
+)
 
 router = APIRouter()
 router.include_router(auth_pages.router)
 router.include_router(portal.router)
 router.include_router(admin.router)
+router.include_router(directory_admin_pages.router)
+router.include_router(directory_pages.router)
 router.include_router(passkey_pages.router)
 router.include_router(end_session.router)
