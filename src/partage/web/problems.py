@@ -47,6 +47,18 @@ _PROBLEMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             ),
         ),
         (
+            r"^a patient account has no professional national id$",
+            N_("A patient account has no professional national identifier."),
+        ),
+        (
+            r"^a \w+ is identified by an RPPS number",
+            N_("This profession is identified by an RPPS number (8 followed by 11 digits)."),
+        ),
+        (
+            r"^the RPPS number (?P<value>\d+) has a wrong check digit$",
+            N_("The RPPS number %(value)s has a wrong check digit: check it on the card."),
+        ),
+        (
             r"^a \w+ account belongs to an establishment$",
             N_("An account with this profile must belong to an establishment."),
         ),
