@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,15 +77,20 @@ def _partage(env: dict[str, str], *arguments: str) -> Command:
             file_actions=[(os.POSIX_SPAWN_DUP2, output.fileno(), 1)],
         )
         samples: list[float] = []
-        while True:
-            done, status, usage = os.wait4(pid, os.WNOHANG)
-            if done:
-                break
-            rss = _rss_mb(pid)
-            if rss is not None:
-                samples.append(rss)
-            time.sleep(RSS_SAMPLE_SECONDS)
+        finished = threading.Event()
+
+        def sample() -> None:
+            while not finished.wait(RSS_SAMPLE_SECONDS):
+                rss = _rss_mb(pid)
+                if rss is not None:
+                    samples.append(rss)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(pid, 0)
         seconds = time.perf_counter() - started
+        finished.set()
+        sampler.join()
         output.seek(0)
         text = output.read()
     if os.waitstatus_to_exitcode(status) != 0:

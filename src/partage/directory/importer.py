@@ -189,18 +189,10 @@ _ROLE = Target(
 def _practitioner_content(national_id: str, row: RppsRow) -> tuple[Row, Row]:
     v = row.values
     family, given = v[7] or "", v[8]
-    folded_given = fold(given) if given else None
     return (
-        national_id,
-        v[0],
-        v[1] or "",
-        v[5],
-        v[3],
-        family,
-        given,
-        fold(family),
-        folded_given,
-    ), ()
+        national_id, v[0], v[1] or "", v[5], v[3], family, given, fold(family),
+        fold(given) if given else None,
+    ), ()  # fmt: skip
 
 
 def _structure_content(source_key: str, row: RppsRow) -> tuple[Row, Row]:
@@ -266,7 +258,7 @@ def _close_unlisted(session: Session, table: Table, import_id: uuid.UUID, *condi
 
 def _close_missing_roles(session: Session, import_id: uuid.UUID) -> int:
     closed = _close_unlisted(session, _ROLES, import_id)
-    # A professional is active while one of their roles is: only those that changed.
+    # A professional is active while one of their roles is; only changes are written.
     has_open_role = exists().where(
         and_(_ROLES.c.practitioner_id == _PRACTITIONERS.c.id, _ROLES.c.active.is_(True))
     )

@@ -60,7 +60,9 @@ class Organization(Base):
     phone: Mapped[str | None] = mapped_column(String(30))
     email: Mapped[str | None] = mapped_column(String(254))
     # A site's legal entity (FINESS EJ).
-    parent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("directory_organizations.id"))
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("directory_organizations.id"), index=True
+    )
     # The FINESS site an RPPS structure names (set at the end of either import).
     site_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("directory_organizations.id"), index=True

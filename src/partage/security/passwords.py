@@ -33,6 +33,7 @@ class PasswordRejected(ValueError):
 class Passwords:
     def __init__(self, settings: Settings) -> None:
         self.min_length = settings.password_min_length
+        self._dummy: str | None = None
         self._hasher = PasswordHasher(
             time_cost=settings.argon2_time_cost,
             memory_cost=settings.argon2_memory_kib,
@@ -40,14 +41,19 @@ class Passwords:
             type=Type.ID,
         )
         # Verified against when the login is unknown, so that both paths cost the same.
-        self._dummy_hash = self._hasher.hash("not a real password, only a timing equaliser")
+
+    def _dummy_hash(self) -> str:
+        # Made on first use, not at start-up: every command builds a Passwords, few verify.
+        if self._dummy is None:
+            self._dummy = self._hasher.hash("not a real password, only a timing equaliser")
+        return self._dummy
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(normalise(password))
 
     def verify(self, password_hash: str | None, password: str) -> bool:
         try:
-            return self._hasher.verify(password_hash or self._dummy_hash, normalise(password))
+            return self._hasher.verify(password_hash or self._dummy_hash(), normalise(password))
         except (VerificationError, InvalidHashError):
             return False
 
