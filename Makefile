@@ -38,6 +38,7 @@ test: install-dev
 bench: install-dev
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/directory_import.py
+	$(BIN)/python bench/directory_search.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
