@@ -140,8 +140,10 @@ def _role_organization_id(
     return role.organization_id
 
 
-def practitioner_role_resources(session: Session, roles: list[PractitionerRole]) -> list[Rendered]:
-    practitioners = service.practitioners_by_id(session, ids=[r.practitioner_id for r in roles])
+def _role_organizations(
+    session: Session, roles: list[PractitionerRole]
+) -> dict[uuid.UUID, Organization]:
+    """The structures the roles name, and the FINESS sites those are attached to."""
     organizations = service.organizations_by_id(
         session, ids=[r.organization_id for r in roles if r.organization_id]
     )
@@ -149,6 +151,12 @@ def practitioner_role_resources(session: Session, roles: list[PractitionerRole])
         session, ids=[o.site_id for o in organizations.values() if o.site_id]
     )
     organizations.update(sites)
+    return organizations
+
+
+def practitioner_role_resources(session: Session, roles: list[PractitionerRole]) -> list[Rendered]:
+    practitioners = service.practitioners_by_id(session, ids=[r.practitioner_id for r in roles])
+    organizations = _role_organizations(session, roles)
     rendered = []
     for role in roles:
         practitioner = practitioners.get(role.practitioner_id)
@@ -212,14 +220,8 @@ def _included_practitioners(session: Session, roles: list[PractitionerRole]) -> 
 
 
 def _included_organizations(session: Session, roles: list[PractitionerRole]) -> list[Organization]:
-    organizations = service.organizations_by_id(
-        session, ids=[r.organization_id for r in roles if r.organization_id]
-    )
-    wanted = {_role_organization_id(r, organizations) for r in roles} - {None}
-    sites = service.organizations_by_id(
-        session, ids=[i for i in wanted if i is not None and i not in organizations]
-    )
-    organizations.update(sites)
+    organizations = _role_organizations(session, roles)
+    wanted = {_role_organization_id(r, organizations) for r in roles}
     return [organizations[i] for i in wanted if i is not None and i in organizations]
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from partage.access.decision import scope_establishment
 from partage.db import utcnow
 from partage.directory.models import Practitioner
+from partage.directory.service import practitioner_by_national_id
 from partage.security.actions import normalise_login
 from partage.security.models import Account, Establishment, LoginThrottle, OAuthClient, Territory
 from partage.security.principal import Principal
@@ -74,8 +75,7 @@ def practitioner_of(session: Session, *, account: Account) -> Practitioner | Non
     """The directory's practitioner a professional's account stands for (by national id)."""
     if not account.national_id:
         return None
-    statement = select(Practitioner).where(Practitioner.national_id == account.national_id)
-    return session.scalar(statement)
+    return practitioner_by_national_id(session, national_id=account.national_id)
 
 
 def fhir_user(session: Session, *, issuer: str, account: Account) -> str | None:

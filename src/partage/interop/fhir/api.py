@@ -107,7 +107,7 @@ def _authorise(
 
 def _search(
     request: Request,
-    principal: BearerPrincipal,
+    principal: Principal,
     resource: ResourceType,
     items: list[tuple[str, str]],
 ) -> Response:
