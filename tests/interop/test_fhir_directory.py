@@ -3,7 +3,6 @@ identifiers, accent-insensitive names, paging, includes, and OperationOutcomes."
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,40 +18,16 @@ from fhirpy import SyncFHIRClient
 from partage.app import create_app
 from partage.db import transaction
 from partage.directory import finess, rpps
-from partage.directory.importer import import_finess, import_rpps
 from partage.platform import Platform
 from partage.security import actions
 from partage.security.principal import operator_principal
 from tests.conftest import build_platform, free_port, serving
+from tests.directory.extracts import import_finess_rows, import_rpps_rows, rpps_row, site_number
 
 RPPS_SYSTEM = "https://rpps.esante.gouv.fr"
 IDNPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
 FINESS_SYSTEM = "https://finess.esante.gouv.fr"
 SYNTHETIC_PROFESSIONALS = 240
-
-
-def rpps_row(
-    rpps_number: str,
-    family: str,
-    given: str,
-    *,
-    profession: tuple[str, str] = ("10", "Médecin"),
-    specialty: tuple[str, str] = ("SM54", "Médecine générale"),
-    structure: str = "C99000000001",
-    finess_site: str = "",
-    city: tuple[str, str, str] = ("86000", "86194", "Poitiers"),
-) -> str:
-    fields = [""] * len(rpps.COLUMNS)
-    fields[0:3] = ["8", rpps_number, "8" + rpps_number]
-    fields[3:5] = ["DR", "Docteur"] if profession[0] == "10" else ["", ""]
-    fields[7:11] = [family, given, *profession]
-    fields[13:17] = ["S", "Spécialité ordinale", *specialty] if specialty[0] else ["", "", "", ""]
-    fields[17:19] = ["L", "Libéral"]
-    fields[21] = finess_site
-    fields[23] = structure
-    fields[24] = f"CABINET {family}"
-    fields[35:38] = list(city)
-    return "|".join(fields) + "|"
 
 
 @dataclass
@@ -94,14 +69,8 @@ def directory_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Direc
     port = free_port()
     platform, database = build_platform(tmp_path_factory.mktemp("fhir-directory"), port)
     sites = list(finess.synthetic_rows(5))
-    chu_site = sites[0].split(";")[1 + finess.COLUMNS.index("nofinesset")]
-    finess_file = b"finess;etalab;95;2026-10-01\n" + "\n".join(sites).encode("latin-1") + b"\n"
-    import_finess(
-        platform.sessions,
-        io.BytesIO(finess_file),
-        actor=operator_principal(),
-        file_name="finess.csv",
-    )
+    chu_site = site_number(sites[0])
+    import_finess_rows(platform, sites)
     rows = [
         rpps_row("10000000001", "LEFÈVRE", "Marie"),
         rpps_row("10000000002", "LEFEBVRE", "Jean-Pierre", specialty=("SM02", "Cardiologie")),
@@ -125,10 +94,7 @@ def directory_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Direc
         ),
         *rpps.synthetic_rows(SYNTHETIC_PROFESSIONALS, seed=7),
     ]
-    extract = (rpps.HEADER + "\n" + "\n".join(rows) + "\n").encode()
-    import_rpps(
-        platform.sessions, io.BytesIO(extract), actor=operator_principal(), file_name="rpps.txt"
-    )
+    import_rpps_rows(platform, rows, "rpps.txt")
     app = create_app(platform.settings, platform=platform)
     with serving(app, port) as base:
         token = _client_token(

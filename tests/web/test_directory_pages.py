@@ -9,7 +9,6 @@ does not list, which would disturb tests sharing the session's platform.
 from __future__ import annotations
 
 import html
-import io
 import re
 import uuid
 from collections.abc import Iterator
@@ -25,7 +24,6 @@ from fastapi.testclient import TestClient
 from partage.app import create_app
 from partage.db import transaction
 from partage.directory import finess, rpps
-from partage.directory.importer import import_finess, import_rpps
 from partage.directory.service import practitioner_by_national_id
 from partage.platform import Platform
 from partage.security import actions
@@ -41,38 +39,11 @@ from tests.conftest import (
     unique,
 )
 from tests.conftest import TestDatabase as Database
+from tests.directory.extracts import import_finess_rows, import_rpps_rows, rpps_row, site_number
 from tests.web.helpers import HTML, sign_in
 
 HTMX = {**HTML, "HX-Request": "true"}
 SYNTHETIC_PROFESSIONALS = 60
-
-
-def rpps_row(
-    rpps_number: str,
-    family: str,
-    given: str,
-    *,
-    profession: tuple[str, str] = ("10", "Médecin"),
-    specialty: tuple[str, str] = ("SM54", "Médecine générale"),
-    structure: str = "C99000000001",
-    finess_site: str = "",
-    city: tuple[str, str, str] = ("86000", "86194", "Poitiers"),
-    phone: str = "0549000000",
-) -> str:
-    """One activity in the official 52-column layout."""
-    fields = [""] * len(rpps.COLUMNS)
-    fields[0:3] = ["8", rpps_number, "8" + rpps_number]
-    fields[3:5] = ["DR", "Docteur"] if profession[0] == "10" else ["", ""]
-    fields[7:11] = [family, given, *profession]
-    fields[13:17] = ["S", "Spécialité ordinale", *specialty] if specialty[0] else ["", "", "", ""]
-    fields[17:19] = ["L", "Libéral"]
-    fields[21] = finess_site
-    fields[23] = structure
-    fields[24] = f"CABINET {family}"
-    fields[28:33] = ["12", "", "R", "Rue", "DES CARMES"]
-    fields[35:38] = list(city)
-    fields[40] = phone
-    return "|".join(fields) + "|"
 
 
 @dataclass
@@ -129,14 +100,8 @@ def load_directory(platform: Platform) -> tuple[str, str, list[int]]:
     """A FINESS extract, then two RPPS extracts: the second no longer lists one of LE GALL's
     activities nor QUIDAM, and both carry rows the importer rejects."""
     sites = list(finess.synthetic_rows(3))
-    chu_site = sites[0].split(";")[1 + finess.COLUMNS.index("nofinesset")]
-    finess_file = b"finess;etalab;95;2026-10-01\n" + "\n".join(sites).encode("latin-1") + b"\n"
-    import_finess(
-        platform.sessions,
-        io.BytesIO(finess_file),
-        actor=operator_principal(),
-        file_name="finess.csv",
-    )
+    chu_site = site_number(sites[0])
+    import_finess_rows(platform, sites)
     kept = [
         rpps_row("10000000001", "LEFÈVRE", "Marie"),
         rpps_row("10000000002", "LEFEBVRE", "Jean-Pierre", specialty=("SM02", "Cardiologie")),
@@ -181,10 +146,7 @@ def load_directory(platform: Platform) -> tuple[str, str, list[int]]:
     ]
     bad = ["8|123|8123|" + "|" * (len(rpps.COLUMNS) - 3), "not|a|row|"]
     for file_name, rows in (("rpps-1.txt", kept + dropped + bad), ("rpps-2.txt", kept + bad)):
-        extract = (rpps.HEADER + "\n" + "\n".join(rows) + "\n").encode()
-        import_rpps(
-            platform.sessions, io.BytesIO(extract), actor=operator_principal(), file_name=file_name
-        )
+        import_rpps_rows(platform, rows, file_name)
     first_bad_line = 2 + len(kept)  # after the header and the rows kept
     return chu_site, "rpps-2.txt", [first_bad_line, first_bad_line + 1]
 
