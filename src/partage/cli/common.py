@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import IO, Any, NoReturn, cast
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -128,3 +130,42 @@ def reading(platform: Platform) -> Iterator[Session]:
     """A read-only session that never waits for, nor holds, the write lock (long reads)."""
     with cli_errors(), platform.read_sessions() as session:
         yield session
+
+
+class _CountingReader:
+    """A binary stream that reports how far it has read (for the progress bar)."""
+
+    def __init__(self, raw: IO[bytes], on_read: Any) -> None:
+        self._raw = raw
+        self._on_read = on_read
+
+    def readline(self, size: int = -1) -> bytes:
+        line = self._raw.readline(size)
+        self._on_read(len(line))
+        return line
+
+    def __iter__(self) -> _CountingReader:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+@contextmanager
+def reading_with_progress(
+    file: Path, raw: IO[bytes], *, disable: bool = False
+) -> Iterator[IO[bytes]]:
+    """`raw`, read with a progress bar on stderr (bytes of `file` read, time left)."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True, disable=disable) as bar:
+        task = bar.add_task(f"Importing {file.name}", total=file.stat().st_size)
+        # The importers only read lines: the counting reader stands in for the stream.
+        yield cast(IO[bytes], _CountingReader(raw, lambda n: bar.advance(task, n)))

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from partage.cli.common import (
     cli_errors,
-    err,
     fail,
     new_table,
     open_platform,
@@ -20,6 +17,7 @@ from partage.cli.common import (
     out,
     print_json,
     print_table,
+    reading_with_progress,
 )
 from partage.directory import finess
 from partage.directory.importer import ImportSummary, import_finess, import_rpps
@@ -29,45 +27,6 @@ app = typer.Typer(help="Directory of structures and professionals.", no_args_is_
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 SHOWN_REJECTIONS = 20
-
-
-class _CountingReader:
-    """A binary stream that reports how far it has read (for the progress bar)."""
-
-    def __init__(self, raw: IO[bytes], on_read: Any) -> None:
-        self._raw = raw
-        self._on_read = on_read
-
-    def readline(self, size: int = -1) -> bytes:
-        line = self._raw.readline(size)
-        self._on_read(len(line))
-        return line
-
-    def __iter__(self) -> _CountingReader:
-        return self
-
-    def __next__(self) -> bytes:
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
-
-
-@contextmanager
-def reading_with_progress(
-    file: Path, raw: IO[bytes], *, disable: bool = False
-) -> Iterator[IO[bytes]]:
-    """`raw`, read with a progress bar on stderr (bytes of `file` read, time left)."""
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err, transient=True, disable=disable) as bar:
-        task = bar.add_task(f"Importing {file.name}", total=file.stat().st_size)
-        # The importers only read lines: the counting reader stands in for the stream.
-        yield cast(IO[bytes], _CountingReader(raw, lambda n: bar.advance(task, n)))
 
 
 def _summary_dict(summary: ImportSummary) -> dict[str, Any]:

@@ -7,7 +7,17 @@ from typing import Annotated
 import typer
 
 from partage import __version__
-from partage.cli import accounts, audit, clients, db, directory, establishments, keys, serve
+from partage.cli import (
+    accounts,
+    audit,
+    clients,
+    db,
+    directory,
+    establishments,
+    identities,
+    keys,
+    serve,
+)
 
 app = typer.Typer(
     name="partage",
@@ -50,3 +60,4 @@ app.add_typer(clients.app, name="clients")
 app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
 app.add_typer(directory.app, name="directory")
+app.add_typer(identities.app, name="identities")

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from partage.audit.actions import record
 from partage.db import transaction, utcnow
 from partage.directory import finess
-from partage.directory.bulk import Bulk, Row
+from partage.bulk import Bulk, Row
 from partage.directory.finess import FinessRow
 from partage.directory.links import SITE_PREFIX, legal_entity_ids, link_sites
 from partage.directory.models import DirectoryImport, Organization, Practitioner, PractitionerRole

@@ -15,7 +15,7 @@ from sqlalchemy import CursorResult, Table, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from partage.db import utcnow
-from partage.directory.bulk import Bulk
+from partage.bulk import Bulk
 from partage.directory.models import Organization
 from partage.directory.rpps import digest, fold
 

@@ -1,4 +1,4 @@
-"""Bulk statements of the directory imports, with values in the driver's own form.
+"""Bulk statements of the imports (directory, identities), with values in the driver's own form.
 
 An import writes tens of thousands of rows per chunk. Here they go to the driver as they
 are: ids in the form the driver returns them (hex text on SQLite, `uuid.UUID` on

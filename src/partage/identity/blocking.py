@@ -1,0 +1,80 @@
+"""Blocking: which known identities an incoming one is compared with.
+
+Comparing every pair is impossible at a country's scale, so candidates are found by keys.
+One key loses every duplicate with an error in a keyed trait; several keys, each built from
+different traits, keep recall: a duplicate is missed only if an error hits every key.
+Each identity stores one value per key column; the incoming one looks up several values per
+column (its birth and used names, its date with day and month swapped, each of its given
+names), so variations are found without storing them.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from partage.identity.features import Features
+from partage.identity.normalize import phonetic, swapped
+
+KEY_COLUMNS = (
+    "k_ins",
+    "k_name_dob",
+    "k_used_dob",
+    "k_given_dob",
+    "k_name_given",
+    "k_name_given_md",
+    "k_phone",
+)
+# The columns a looked-up value is searched in (a used name may be another's birth name).
+QUERY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "k_ins": ("k_ins",),
+    "k_name_dob": ("k_name_dob", "k_used_dob"),
+    "k_given_dob": ("k_given_dob",),
+    "k_name_given": ("k_name_given",),
+    "k_name_given_md": ("k_name_given_md",),
+    "k_phone": ("k_phone",),
+}
+
+StoredKeys = tuple[str | None, ...]
+
+
+def _day(value: date) -> str:
+    return value.strftime("%Y%m%d")
+
+
+def stored_keys(f: Features) -> StoredKeys:
+    exact_date = f.dob if f.dob is not None and not f.dob_placeholder else None
+    return (
+        f.ins[:13] if f.ins else None,
+        f"{f.birth_phon}|{_day(exact_date)}" if f.birth_phon and exact_date else None,
+        f"{f.used_phon}|{_day(exact_date)}" if f.used_phon and exact_date else None,
+        f"{f.first_phon}|{_day(exact_date)}" if f.first_phon and exact_date else None,
+        f"{f.birth_phon}|{f.first_phon}" if f.birth_phon and f.first_phon else None,
+        f"{f.birth_phon}|{f.first_phon}|{exact_date:%m%d}"
+        if f.birth_phon and f.first_phon and exact_date
+        else None,
+        f.phone if len(f.phone) >= 7 else None,
+    )
+
+
+def query_keys(f: Features) -> dict[str, set[str]]:
+    """The values to look up, by key (see QUERY_COLUMNS for the columns each is searched in)."""
+    names = {n for n in (f.birth_phon, f.used_phon) if n}
+    dates: set[date] = set()
+    if f.dob is not None and not f.dob_placeholder:
+        dates.add(f.dob)
+        other = swapped(f.dob)
+        if other is not None:
+            dates.add(other)
+    givens = {phonetic(g) for g in f.given[:3]}
+    pairs = {(n, f.first_phon) for n in names if f.first_phon}
+    if f.birth_phon and f.first_phon:
+        pairs.add((f.first_phon, f.birth_phon))  # family and given names exchanged
+    keys: dict[str, set[str]] = {
+        "k_ins": {f.ins[:13]} if f.ins else set(),
+        "k_name_dob": {f"{n}|{_day(d)}" for n in names for d in dates},
+        "k_given_dob": {f"{g}|{_day(d)}" for g in givens for d in dates},
+        "k_name_given": {f"{n}|{g}" for n, g in pairs},
+        "k_name_given_md": {f"{n}|{g}|{d:%m%d}" for n, g in pairs for d in dates},
+        "k_phone": {f.phone} if len(f.phone) >= 7 else set(),
+    }
+    return keys

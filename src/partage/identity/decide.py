@@ -1,0 +1,149 @@
+"""From scores to decisions: the deterministic rules, and joining a person without chaining.
+
+A pair's probabilistic score is overruled by what identity-vigilance knows for certain: two
+identities with the same qualified INS are one person; two different INS from the national
+teleservice are two persons; twins (same birth date, different given names), a parent and a
+child of the same name (birth dates decades apart), a brother and a sister are never one.
+
+A record joins a person only if it matches that person's records — its best pair is above
+the upper threshold and none of its pairs with the person falls below the lower one —, not
+because it resembles one record of a chain (A like B, B like C, A unlike C).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+from partage.identity.features import BIRTH_DATE, GIVEN, INS, SEX, Features
+from partage.identity.model import MatchModel, PairScore, TermFrequencies
+
+# Birth dates this many years apart are never a typo: a parent and a child.
+GENERATION_YEARS = 12
+# At most this many review items for one incoming identity.
+MAX_REVIEWS = 3
+
+P = TypeVar("P", bound=Hashable)
+R = TypeVar("R", bound=Hashable)
+
+
+class Rule(StrEnum):
+    same_qualified_ins = "same qualified INS"
+    different_ins = "different INS from the national teleservice"
+    twins = "same birth date, different given names (twins?)"
+    other_sex_sibling = "different sex and given names"
+    generations = "birth dates a generation apart (parent and child?)"
+    birth_dates_differ = "birth dates differ"
+    sex_differs = "sex differs"
+    not_duplicate = "marked as not a duplicate"
+
+
+@dataclass(frozen=True)
+class PairJudgement:
+    score: PairScore
+    rule: Rule | None = None
+    certain: bool = False  # the rule links
+    excluded: bool = False  # the rule forbids any link
+    capped: bool = False  # at most a review
+
+    @property
+    def weight(self) -> float:
+        return self.score.weight
+
+
+def judge(
+    a: Features, b: Features, model: MatchModel, frequencies: TermFrequencies | None
+) -> PairJudgement:
+    score = model.score(a, b, frequencies)
+    levels = score.levels
+    if a.ins and b.ins:
+        if a.ins == b.ins and a.ins_qualified and b.ins_qualified:
+            return PairJudgement(score, Rule.same_qualified_ins, certain=True)
+        if a.ins != b.ins and a.ins_trusted and b.ins_trusted:
+            return PairJudgement(score, Rule.different_ins, excluded=True)
+    given, birth_date, sex = levels[GIVEN], levels[BIRTH_DATE], levels[SEX]
+    # The same national id, consistent with both records (not a parent's number on a
+    # child's record), outweighs differing given names or birth dates.
+    same_id = (levels[INS] or 0) >= 1 and a.ins_consistent and b.ins_consistent
+    if given == 0 and birth_date is not None and birth_date >= 3 and not same_id:
+        return PairJudgement(score, Rule.twins, excluded=True)
+    if sex == 0 and (given is None or given < 4):
+        return PairJudgement(score, Rule.other_sex_sibling, excluded=True)
+    if birth_date == 0 and not same_id:
+        assert a.dob is not None
+        assert b.dob is not None
+        if abs(a.dob.year - b.dob.year) >= GENERATION_YEARS:
+            return PairJudgement(score, Rule.generations, excluded=True)
+        return PairJudgement(score, Rule.birth_dates_differ, capped=True)
+    if sex == 0:
+        return PairJudgement(score, Rule.sex_differs, capped=True)
+    return PairJudgement(score)
+
+
+class Verdict(StrEnum):
+    link = "link"
+    review = "review"
+    new = "new"
+
+
+@dataclass(frozen=True)
+class ReviewItem(Generic[P, R]):
+    person: P
+    record: R  # the person's record the incoming one resembles most
+    judgement: PairJudgement
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[P, R]):
+    verdict: Verdict
+    person: P | None = None
+    record: R | None = None  # the best matching record of the person linked to
+    judgement: PairJudgement | None = None
+    reviews: list[ReviewItem[P, R]] = field(default_factory=list)
+
+
+def decide_person(
+    pairs_by_person: Mapping[P, Sequence[tuple[R, PairJudgement]]], model: MatchModel
+) -> Outcome[P, R]:
+    """Link to one person, queue for review, or start a new person."""
+    certain: list[tuple[float, P, R, PairJudgement]] = []
+    linkable: list[tuple[float, P, R, PairJudgement]] = []
+    reviewable: list[tuple[float, P, R, PairJudgement]] = []
+    for person, pairs in pairs_by_person.items():
+        if not pairs or any(j.excluded for _, j in pairs):
+            continue
+        best_record, best = max(pairs, key=lambda pair: pair[1].weight)
+        entry = (best.weight, person, best_record, best)
+        if any(j.certain for _, j in pairs):
+            certain.append(entry)
+            continue
+        worst = min(j.weight for _, j in pairs)
+        if (
+            best.weight >= model.upper
+            and worst >= model.lower
+            and not any(j.capped for _, j in pairs)
+        ):
+            linkable.append(entry)
+        elif best.weight >= model.lower:
+            reviewable.append(entry)
+    chosen = max(certain, key=_by_weight, default=None) or max(
+        linkable, key=_by_weight, default=None
+    )
+    others = sorted(
+        (entry for entry in certain + linkable + reviewable if entry is not chosen),
+        key=_by_weight,
+        reverse=True,
+    )[:MAX_REVIEWS]
+    reviews = [ReviewItem(person, record, judgement) for _, person, record, judgement in others]
+    if chosen is not None:
+        _, person, record, judgement = chosen
+        return Outcome(Verdict.link, person, record, judgement, reviews)
+    if reviews:
+        return Outcome(Verdict.review, reviews=reviews)
+    return Outcome(Verdict.new)
+
+
+def _by_weight(entry: tuple[float, object, object, PairJudgement]) -> float:
+    return entry[0]

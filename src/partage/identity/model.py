@@ -1,0 +1,242 @@
+"""The Fellegi–Sunter model: how much each agreement level says about "same person".
+
+Each comparison level carries m (its probability among pairs of records of one person) and
+u (among pairs of different persons); its weight is log2(m/u). A pair's score is the sum of
+its levels' weights. u is measured on random pairs (almost all of different persons), m is
+estimated by expectation–maximisation on the candidate pairs blocking found. An identical
+family or first given name weighs by how common that name is (term frequency): two records
+agreeing on "MARTIN" say less than two agreeing on "QUINTARD".
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from partage.identity.features import (
+    COMPARISONS,
+    FAMILY,
+    FAMILY_IDENTICAL,
+    GIVEN,
+    GIVEN_IDENTICAL,
+    Features,
+    Levels,
+    compare,
+)
+
+_FLOOR = 1e-6
+# Term-frequency weights may not exceed the weight of the rarest value seen by this much.
+_TF_MIN_FREQUENCY = 1e-6
+
+
+def _default_parameters() -> tuple[list[list[float]], list[list[float]]]:
+    """Starting values (and the model of an empty territory): deliberately conservative."""
+    m = [
+        [0.02, 0.02, 0.03, 0.04, 0.06, 0.03, 0.80],
+        [0.03, 0.02, 0.04, 0.06, 0.05, 0.80],
+        [0.02, 0.03, 0.02, 0.02, 0.01, 0.90],
+        [0.02, 0.98],
+        [0.05, 0.05, 0.90],
+        [0.30, 0.25, 0.45],
+        [0.40, 0.60],
+        [0.01, 0.01, 0.98],
+    ]
+    u = [
+        [0.97, 0.02, 0.001, 0.001, 0.003, 0.001, 0.004],
+        [0.94, 0.03, 0.005, 0.005, 0.002, 0.018],
+        [0.997, 0.0015, 0.0004, 0.00005, 0.00005, 0.0001],
+        [0.5, 0.5],
+        [0.7, 0.25, 0.05],
+        [0.95, 0.04, 0.01],
+        [0.9999, 0.0001],
+        [0.99998, 0.00001, 0.00001],
+    ]
+    return m, u
+
+
+@dataclass
+class TermFrequencies:
+    """How often each normalised family name and first given name occurs."""
+
+    family: Counter[str] = field(default_factory=Counter)
+    given: Counter[str] = field(default_factory=Counter)
+    total: int = 0
+
+    def add(self, features: Features) -> None:
+        self.total += 1
+        if features.birth:
+            self.family[features.birth] += 1
+        if features.first:
+            self.given[features.first] += 1
+
+    def family_frequency(self, name: str) -> float:
+        return self.family.get(name, 1) / self.total if self.total else 0.0
+
+    def given_frequency(self, name: str) -> float:
+        return self.given.get(name, 1) / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True)
+class Contribution:
+    comparison: str
+    level: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class PairScore:
+    levels: Levels
+    weight: float
+    weights: tuple[float, ...]
+
+    def explain(self) -> list[Contribution]:
+        """Which traits agreed, at which level, with what weight (for the console)."""
+        return [
+            Contribution(COMPARISONS[i][0], COMPARISONS[i][1][level], round(self.weights[i], 2))
+            for i, level in enumerate(self.levels)
+            if level is not None
+        ]
+
+
+class MatchModel:
+    """m and u per comparison level, the weights they give, and the prior among candidates."""
+
+    def __init__(
+        self,
+        m: Sequence[Sequence[float]] | None = None,
+        u: Sequence[Sequence[float]] | None = None,
+        *,
+        candidate_match_rate: float = 0.3,
+        upper: float = 16.0,
+        lower: float = 6.0,
+    ) -> None:
+        default_m, default_u = _default_parameters()
+        self.m = [list(row) for row in (m or default_m)]
+        self.u = [list(row) for row in (u or default_u)]
+        self.candidate_match_rate = candidate_match_rate
+        self.upper = upper
+        self.lower = lower
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self.weights = [
+            [
+                math.log2(max(mi, _FLOOR) / max(ui, _FLOOR))
+                for mi, ui in zip(m_row, u_row, strict=True)
+            ]
+            for m_row, u_row in zip(self.m, self.u, strict=True)
+        ]
+
+    def score(
+        self, a: Features, b: Features, frequencies: TermFrequencies | None = None
+    ) -> PairScore:
+        levels = compare(a, b)
+        weights = [
+            self.weights[i][level] if level is not None else 0.0 for i, level in enumerate(levels)
+        ]
+        if frequencies is not None and frequencies.total:
+            if levels[FAMILY] == FAMILY_IDENTICAL:
+                weights[FAMILY] = self._tf_weight(
+                    FAMILY, FAMILY_IDENTICAL, frequencies.family_frequency(a.birth)
+                )
+            if levels[GIVEN] == GIVEN_IDENTICAL:
+                weights[GIVEN] = self._tf_weight(
+                    GIVEN, GIVEN_IDENTICAL, frequencies.given_frequency(a.first)
+                )
+        return PairScore(levels, sum(weights), tuple(weights))
+
+    def _tf_weight(self, comparison: int, level: int, frequency: float) -> float:
+        generic = self.weights[comparison][level]
+        tf = math.log2(max(self.m[comparison][level], _FLOOR) / max(frequency, _TF_MIN_FREQUENCY))
+        # A common name weighs less than the average agreement; a rare one more, within reason.
+        return max(min(tf, generic + 6.0), 0.0)
+
+    def probability(self, weight: float) -> float:
+        """The probability of "same person" among candidate pairs, for display."""
+        prior = math.log2(self.candidate_match_rate / (1 - self.candidate_match_rate))
+        odds = weight + prior
+        if odds > 60:
+            return 1.0
+        return 2**odds / (1 + 2**odds)
+
+    # Estimation
+
+    def estimate_u(
+        self, sample: Sequence[Features], *, pairs: int = 100_000, seed: int = 0
+    ) -> None:
+        """u from random pairs: almost all are pairs of different persons."""
+        if len(sample) < 2:
+            return
+        rng = random.Random(seed)  # noqa: S311 - sampling, not secrecy
+        counts = [[1.0] * len(row) for row in self.u]  # Laplace smoothing
+        n = len(sample)
+        for _ in range(pairs):
+            i, j = rng.randrange(n), rng.randrange(n)
+            if i == j:
+                continue
+            for c, level in enumerate(compare(sample[i], sample[j])):
+                if level is not None:
+                    counts[c][level] += 1
+        self.u = [_normalised(row) for row in counts]
+        # A level never met among random pairs keeps a small floor rather than a zero.
+        self._refresh()
+
+    def estimate_m(self, candidate_levels: Iterable[Levels], *, iterations: int = 40) -> None:
+        """m (and the match rate among candidates) by EM over the candidate pairs' patterns."""
+        patterns = Counter(candidate_levels)
+        if not patterns:
+            return
+        m = [list(row) for row in self.m]
+        rate = self.candidate_match_rate
+        for _ in range(iterations):
+            m_counts = [[0.01] * len(row) for row in m]
+            matched = 0.0
+            total = 0.0
+            for levels, count in patterns.items():
+                p_match = rate
+                p_non = 1 - rate
+                for c, level in enumerate(levels):
+                    if level is not None:
+                        p_match *= m[c][level]
+                        p_non *= self.u[c][level]
+                posterior = p_match / (p_match + p_non) if p_match + p_non > 0 else 0.0
+                matched += posterior * count
+                total += count
+                for c, level in enumerate(levels):
+                    if level is not None:
+                        m_counts[c][level] += posterior * count
+            m = [_normalised(row) for row in m_counts]
+            rate = min(max(matched / total, 1e-4), 0.9999)
+        self.m = m
+        self.candidate_match_rate = rate
+        self._refresh()
+
+    # Storage
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "m": self.m,
+            "u": self.u,
+            "candidate_match_rate": self.candidate_match_rate,
+            "upper": self.upper,
+            "lower": self.lower,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MatchModel:
+        return cls(
+            data["m"],
+            data["u"],
+            candidate_match_rate=data["candidate_match_rate"],
+            upper=data["upper"],
+            lower=data["lower"],
+        )
+
+
+def _normalised(row: Sequence[float]) -> list[float]:
+    total = sum(row)
+    return [max(value / total, _FLOOR) for value in row]

@@ -1,0 +1,178 @@
+"""The database side of matching: stored identities as traits, candidates by key, the model.
+
+Candidates of an incoming identity are the active identities sharing one of its blocking
+key values (indexed columns), and then every active identity of their persons — a record
+joins a person only after being compared with all of that person's records.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from partage.identity.blocking import KEY_COLUMNS, QUERY_COLUMNS, query_keys, stored_keys
+from partage.identity.features import Features
+from partage.identity.model import MatchModel, TermFrequencies
+from partage.identity.models import LocalIdentity, MatchModelRecord, NameFrequency
+from partage.identity.traits import IdentityStatus, IdentityTraits, Sex
+
+# At most this many identities found by keys (a guard against a pathological block).
+MAX_CANDIDATES = 500
+ATTRIBUTES = ("doubtful", "fictitious", "homonym", "usurped")
+
+
+def traits_of(row: LocalIdentity) -> IdentityTraits:
+    return IdentityTraits(
+        birth_family_name=row.birth_family_name,
+        given_names=tuple(row.given_names.split()),
+        sex=Sex(row.sex),
+        birth_date=row.birth_date,
+        used_family_name=row.used_family_name,
+        birth_place_code=row.birth_place_code,
+        address=row.address,
+        postal_code=row.postal_code,
+        city=row.city,
+        phone=row.phone,
+        ins=row.ins,
+    )
+
+
+def features_of(row: LocalIdentity) -> Features:
+    return Features(traits_of(row), IdentityStatus(row.status))
+
+
+def trait_columns(traits: IdentityTraits) -> dict[str, object]:
+    """The columns of a local identity that hold its traits."""
+    return {
+        "birth_family_name": traits.birth_family_name,
+        "given_names": " ".join(traits.given_names),
+        "sex": traits.sex.value,
+        "birth_date": traits.birth_date,
+        "birth_place_code": traits.birth_place_code,
+        "used_family_name": traits.used_family_name,
+        "address": traits.address,
+        "postal_code": traits.postal_code,
+        "city": traits.city,
+        "phone": traits.phone,
+        "ins": traits.ins,
+    }
+
+
+def key_columns(features: Features) -> dict[str, str | None]:
+    return dict(zip(KEY_COLUMNS, stored_keys(features), strict=True))
+
+
+def candidates(
+    session: Session, features: Features, *, exclude: uuid.UUID | None = None
+) -> list[LocalIdentity]:
+    """The active identities of every person one of whose identities shares a key value."""
+    conditions = [
+        getattr(LocalIdentity, column).in_(sorted(values))
+        for key, values in query_keys(features).items()
+        if values
+        for column in QUERY_COLUMNS[key]
+    ]
+    if not conditions:
+        return []
+    found = (
+        select(LocalIdentity.person_id)
+        .where(or_(*conditions), LocalIdentity.active)
+        .limit(MAX_CANDIDATES)
+        .scalar_subquery()
+    )
+    statement = select(LocalIdentity).where(
+        LocalIdentity.person_id.in_(found), LocalIdentity.active
+    )
+    if exclude is not None:
+        statement = statement.where(LocalIdentity.id != exclude)
+    return list(session.scalars(statement))
+
+
+class ModelCache:
+    """The current model and the population size, re-read at most every `ttl` seconds."""
+
+    def __init__(self, ttl: float = 60.0) -> None:
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._model: MatchModel | None = None
+        self._total = 0
+        self._loaded_at = 0.0
+
+    def get(self, session: Session) -> tuple[MatchModel, int]:
+        with self._lock:
+            if self._model is None or time.monotonic() - self._loaded_at > self._ttl:
+                record = session.scalars(
+                    select(MatchModelRecord).order_by(MatchModelRecord.id.desc()).limit(1)
+                ).first()
+                self._model = MatchModel.from_json(record.parameters) if record else MatchModel()
+                self._total = (
+                    session.scalar(
+                        select(func.count()).select_from(LocalIdentity).where(LocalIdentity.active)
+                    )
+                    or 0
+                )
+                self._loaded_at = time.monotonic()
+            return self._model, self._total
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._model = None
+
+
+def frequencies_for(session: Session, features: Features, total: int) -> TermFrequencies:
+    """The term frequencies of the incoming identity's names (the only ones a score uses)."""
+    wanted = [("family", features.birth), ("given", features.first)]
+    wanted = [(kind, value) for kind, value in wanted if value]
+    counts: dict[tuple[str, str], int] = {}
+    if wanted:
+        rows = session.execute(
+            select(NameFrequency.kind, NameFrequency.value, NameFrequency.count).where(
+                tuple_(NameFrequency.kind, NameFrequency.value).in_(wanted)
+            )
+        )
+        counts = {(kind, value): count for kind, value, count in rows}
+    family: Counter[str] = Counter()
+    given: Counter[str] = Counter()
+    if features.birth:
+        family[features.birth] = max(counts.get(("family", features.birth), 0), 1)
+    if features.first:
+        given[features.first] = max(counts.get(("given", features.first), 0), 1)
+    return TermFrequencies(family=family, given=given, total=max(total, 1))
+
+
+def count_names(session: Session, features: Sequence[Features], *, step: int = 1) -> None:
+    """Add (or with step=-1 remove) these identities' names to the frequency table.
+
+    An upsert adding to the count: concurrent feeds counting the same name never collide.
+    """
+    tally: Counter[tuple[str, str]] = Counter()
+    for f in features:
+        if f.birth:
+            tally[("family", f.birth[:100])] += step
+        if f.first:
+            tally[("given", f.first[:100])] += step
+    if not tally:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    rows = [{"kind": k, "value": v, "count": c} for (k, v), c in sorted(tally.items())]
+    statement = insert(NameFrequency).values(rows)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["kind", "value"],
+            set_={"count": NameFrequency.count + statement.excluded.count},
+        )
+    )
+
+
+def save_model(session: Session, model: MatchModel, *, identities: int, now: datetime) -> None:
+    session.add(MatchModelRecord(created_at=now, identities=identities, parameters=model.to_json()))
