@@ -30,6 +30,8 @@ class Action(StrEnum):
     patient_data_read = "patient_data.read"
     directory_read = "directory.read"
     directory_admin = "directory.admin"
+    identity_read = "identity.read"
+    identity_manage = "identity.manage"
 
 
 class Basis(StrEnum):
@@ -38,6 +40,7 @@ class Basis(StrEnum):
     establishment_admin = "establishment_admin"
     professional = "professional"
     territory_system = "territory_system"
+    identity_vigilance = "identity_vigilance"
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ def decide(
         return Decision(True, Basis.operator, "operator at the server's command line")
     if action is Action.directory_read:
         return _directory_read(principal)
+    if action in (Action.identity_read, Action.identity_manage):
+        return _identity(principal, action)
     if principal.kind != "account" or principal.profile is None:
         return _DENY_UNKNOWN
     if principal.profile is Profile.territory_admin and action in _TERRITORY_ADMIN_ACTIONS:
@@ -109,6 +114,16 @@ def _directory_read(principal: Principal) -> Decision:
         return Decision(True, Basis.territory_system, "system of the territory")
     if principal.kind == "account" and principal.profile not in (None, Profile.patient):
         return Decision(True, Basis.professional, "professional of the territory")
+    return _DENY_UNKNOWN
+
+
+def _identity(principal: Principal, action: Action) -> Decision:
+    # The master patient index is identity-vigilance's: its officers read and manage it; the
+    # territory's systems (PIX/PDQ consumers, with Patient scopes) read it.
+    if principal.kind == "account" and principal.profile is Profile.identity_vigilance:
+        return Decision(True, Basis.identity_vigilance, "identity-vigilance officer")
+    if principal.kind == "client" and action is Action.identity_read:
+        return Decision(True, Basis.territory_system, "system of the territory")
     return _DENY_UNKNOWN
 
 

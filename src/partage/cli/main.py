@@ -16,6 +16,7 @@ from partage.cli import (
     establishments,
     identities,
     keys,
+    mllp,
     serve,
 )
 
@@ -53,6 +54,7 @@ def main(
 
 app.command("serve")(serve.serve)
 app.command("demo")(serve.demo)
+app.command("mllp")(mllp.mllp)
 app.add_typer(db.app, name="db")
 app.add_typer(establishments.app, name="establishments")
 app.add_typer(accounts.app, name="accounts")

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, TypeVar
 
-from partage.identity.features import BIRTH_DATE, GIVEN, INS, SEX, Features
+from partage.identity.features import (
+    BIRTH_DATE,
+    GIVEN,
+    INS,
+    PLACE,
+    SEX,
+    Features,
+)
 from partage.identity.model import MatchModel, PairScore, TermFrequencies
 
 # Birth dates this many years apart are never a typo: a parent and a child.
@@ -36,6 +43,7 @@ class Rule(StrEnum):
     other_sex_sibling = "different sex and given names"
     generations = "birth dates a generation apart (parent and child?)"
     birth_dates_differ = "birth dates differ"
+    birth_places_differ = "birth places in different departments"
     sex_differs = "sex differs"
     not_duplicate = "marked as not a duplicate"
 
@@ -67,7 +75,8 @@ def judge(
     # The same national id, consistent with both records (not a parent's number on a
     # child's record), outweighs differing given names or birth dates.
     same_id = (levels[INS] or 0) >= 1 and a.ins_consistent and b.ins_consistent
-    if given == 0 and birth_date is not None and birth_date >= 3 and not same_id:
+    same_day = birth_date is not None and birth_date >= 3
+    if given is not None and given <= 1 and same_day and not same_id:
         return PairJudgement(score, Rule.twins, excluded=True)
     if sex == 0 and (given is None or given < 4):
         return PairJudgement(score, Rule.other_sex_sibling, excluded=True)
@@ -79,6 +88,9 @@ def judge(
         return PairJudgement(score, Rule.birth_dates_differ, capped=True)
     if sex == 0:
         return PairJudgement(score, Rule.sex_differs, capped=True)
+    if levels[PLACE] == 0:
+        # A strict trait, read from an identity document: it does not change with a move.
+        return PairJudgement(score, Rule.birth_places_differ, capped=True)
     return PairJudgement(score)
 
 

@@ -10,7 +10,7 @@ candidate pairs).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from partage.identity.blocking import KEY_COLUMNS, QUERY_COLUMNS, query_keys, stored_keys
@@ -22,7 +22,7 @@ from partage.identity.decide import (
     decide_person,
     judge,
 )
-from partage.identity.features import Features, Levels, compare
+from partage.identity.features import BIRTH_DATE, FAMILY, GIVEN, Features, Levels, compare
 from partage.identity.model import MatchModel, TermFrequencies
 from partage.identity.traits import SourceRecord
 
@@ -34,6 +34,13 @@ RANDOM_PAIRS = 200_000
 # Below these, the data say too little: the current (or default) parameters are kept.
 MIN_RECORDS_FOR_U = 2_000
 MIN_PAIRS_FOR_M = 500
+
+# EM rounds: a blocking key, and the comparisons its pairs agree on by construction.
+TRAINING_KEYS = (
+    ("k_name_dob", frozenset({FAMILY, BIRTH_DATE})),
+    ("k_given_dob", frozenset({GIVEN, BIRTH_DATE})),
+    ("k_name_given", frozenset({FAMILY, GIVEN})),
+)
 
 RecordKey = tuple[str, str]
 Progress = Callable[[int, int], None]
@@ -56,9 +63,11 @@ class MemoryIndex:
         self.person_of[index] = person
         self.members.setdefault(person, []).append(index)
 
-    def candidates(self, features: Features) -> set[int]:
+    def candidates(self, features: Features, keys: Collection[str] | None = None) -> set[int]:
         found: set[int] = set()
         for key, values in query_keys(features).items():
+            if keys is not None and key not in keys:
+                continue
             for column in QUERY_COLUMNS[key]:
                 index = self.columns[column]
                 for value in values:
@@ -91,13 +100,17 @@ def estimate_model(
     index = MemoryIndex()
     for i, f in enumerate(sample):
         index.add(i, f, i)
-    patterns: list[Levels] = []
-    for i, f in enumerate(sample):
-        for j in index.candidates(f):
-            if j > i:
-                patterns.append(compare(f, sample[j]))
-    if len(patterns) >= MIN_PAIRS_FOR_M:
-        model.estimate_m(patterns)
+    rounds: list[tuple[frozenset[int], list[Levels]]] = []
+    for key, ignored in TRAINING_KEYS:
+        patterns = [
+            compare(f, sample[j])
+            for i, f in enumerate(sample)
+            for j in index.candidates(f, (key,))
+            if j > i
+        ]
+        if len(patterns) >= MIN_PAIRS_FOR_M:
+            rounds.append((ignored, patterns))
+    model.estimate_m(rounds)
     return model
 
 

@@ -109,7 +109,15 @@ COMPARISONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "given_names",
-        ("different", "similar", "same sound", "truncated or compound", "reordered", "identical"),
+        (
+            "different",
+            "similar",
+            "same sound",
+            "truncated or compound",
+            "reordered",
+            "same first, other given names differ",
+            "identical",
+        ),
     ),
     (
         "birth_date",
@@ -127,10 +135,11 @@ COMPARISONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("address", ("different", "same commune", "same address")),
     ("phone", ("different", "identical")),
     ("ins", ("different", "one character differs", "identical")),
+    ("used_name", ("different", "identical")),
 )
-FAMILY, GIVEN, BIRTH_DATE, SEX, PLACE, ADDRESS, PHONE, INS = range(len(COMPARISONS))
+FAMILY, GIVEN, BIRTH_DATE, SEX, PLACE, ADDRESS, PHONE, INS, USED = range(len(COMPARISONS))
 FAMILY_IDENTICAL = 6
-GIVEN_IDENTICAL = 5
+GIVEN_IDENTICAL = 6
 DATE_IDENTICAL = 5
 
 Levels = tuple[int | None, ...]
@@ -153,6 +162,9 @@ def compare(a: Features, b: Features) -> Levels:
         _address(a, b),
         (1 if a.phone == b.phone else 0) if a.phone and b.phone else None,
         _identifier(a.ins, b.ins),
+        (1 if a.used == b.used or _similarity(a.used, b.used) >= 0.92 else 0)
+        if a.used and b.used
+        else None,
     )
 
 
@@ -193,8 +205,12 @@ def _given(a: Features, b: Features) -> int | None:
     if not a.first or not b.first:
         return None
     if a.first == b.first:
-        return 5
-    if set(a.given).intersection(b.given):
+        # "Christophe Georges" and "Christophe Lucien": two namesakes, not one person whose
+        # second name was dropped.
+        if len(a.given) > 1 and len(b.given) > 1 and not set(a.given[1:]) & set(b.given[1:]):
+            return 5
+        return 6
+    if a.first in b.given or b.first in a.given:
         return 4
     shorter, longer = sorted((a.first, b.first), key=len)
     if (

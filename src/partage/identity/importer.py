@@ -403,7 +403,8 @@ def _unique_reviews(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 _IDENTITY_COLUMNS = (
     "id", "establishment_id", "local_id", "person_id", "origin_person_id",
     "birth_family_name", "given_names", "sex", "birth_date", "birth_place_code",
-    "used_family_name", "address", "postal_code", "city", "phone", "ins", "ins_oid", "status",
+    "used_family_name", "address", "postal_code", "city", "phone", "ins", "family_folded",
+    "used_folded", "given_folded", "ins_oid", "status",
     "doubtful", "fictitious", "homonym", "usurped", "active", "version", "created_at",
     "updated_at", *KEY_COLUMNS,
 )  # fmt: skip
@@ -424,7 +425,8 @@ def _identity_row(
         identity_id, establishment.id, local_id, person, origin,
         traits["birth_family_name"], traits["given_names"], traits["sex"], traits["birth_date"],
         traits["birth_place_code"], traits["used_family_name"], traits["address"],
-        traits["postal_code"], traits["city"], traits["phone"], traits["ins"], value.ins_oid,
+        traits["postal_code"], traits["city"], traits["phone"], traits["ins"],
+        traits["family_folded"], traits["used_folded"], traits["given_folded"], value.ins_oid,
         value.status.value,
         *(name in value.attributes for name in ("doubtful", "fictitious", "homonym", "usurped")),
         True, 1, now, now, *stored_keys(f),

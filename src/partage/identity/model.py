@@ -31,29 +31,33 @@ from partage.identity.features import (
 _FLOOR = 1e-6
 # Term-frequency weights may not exceed the weight of the rarest value seen by this much.
 _TF_MIN_FREQUENCY = 1e-6
+# Name frequencies measured on fewer identities than this say nothing: no adjustment.
+MIN_TF_POPULATION = 1_000
 
 
 def _default_parameters() -> tuple[list[list[float]], list[list[float]]]:
     """Starting values (and the model of an empty territory): deliberately conservative."""
     m = [
         [0.02, 0.02, 0.03, 0.04, 0.06, 0.03, 0.80],
-        [0.03, 0.02, 0.04, 0.06, 0.05, 0.80],
+        [0.03, 0.02, 0.04, 0.06, 0.05, 0.02, 0.78],
         [0.02, 0.03, 0.02, 0.02, 0.01, 0.90],
         [0.02, 0.98],
         [0.05, 0.05, 0.90],
         [0.30, 0.25, 0.45],
         [0.40, 0.60],
         [0.01, 0.01, 0.98],
+        [0.1, 0.9],
     ]
     u = [
         [0.97, 0.02, 0.001, 0.001, 0.003, 0.001, 0.004],
-        [0.94, 0.03, 0.005, 0.005, 0.002, 0.018],
+        [0.94, 0.03, 0.005, 0.005, 0.002, 0.003, 0.015],
         [0.997, 0.0015, 0.0004, 0.00005, 0.00005, 0.0001],
         [0.5, 0.5],
         [0.7, 0.25, 0.05],
         [0.95, 0.04, 0.01],
         [0.9999, 0.0001],
         [0.99998, 0.00001, 0.00001],
+        [0.95, 0.05],
     ]
     return m, u
 
@@ -111,8 +115,8 @@ class MatchModel:
         u: Sequence[Sequence[float]] | None = None,
         *,
         candidate_match_rate: float = 0.3,
-        upper: float = 16.0,
-        lower: float = 6.0,
+        upper: float = 20.0,
+        lower: float = 10.0,
     ) -> None:
         default_m, default_u = _default_parameters()
         self.m = [list(row) for row in (m or default_m)]
@@ -138,7 +142,7 @@ class MatchModel:
         weights = [
             self.weights[i][level] if level is not None else 0.0 for i, level in enumerate(levels)
         ]
-        if frequencies is not None and frequencies.total:
+        if frequencies is not None and frequencies.total >= MIN_TF_POPULATION:
             if levels[FAMILY] == FAMILY_IDENTICAL:
                 weights[FAMILY] = self._tf_weight(
                     FAMILY, FAMILY_IDENTICAL, frequencies.family_frequency(a.birth)
@@ -185,13 +189,50 @@ class MatchModel:
         # A level never met among random pairs keeps a small floor rather than a zero.
         self._refresh()
 
-    def estimate_m(self, candidate_levels: Iterable[Levels], *, iterations: int = 40) -> None:
-        """m (and the match rate among candidates) by EM over the candidate pairs' patterns."""
-        patterns = Counter(candidate_levels)
+    def estimate_m(
+        self, rounds: Sequence[tuple[frozenset[int], Iterable[Levels]]], *, iterations: int = 40
+    ) -> None:
+        """m by EM, one round per blocking key, as Splink does.
+
+        The pairs one key finds agree on that key's traits by construction: those traits say
+        nothing there, and counting them would make every such pair look like a match (the
+        namesakes a name-and-birth-date key finds included). Each round leaves its key's
+        comparisons out and estimates the others; a comparison's m is the mean of its rounds.
+        """
+        sums = [[0.0] * len(row) for row in self.m]
+        counts = [0] * len(self.m)
+        rates: list[float] = []
+        for ignored, levels in rounds:
+            estimated = self._em(Counter(levels), ignored, iterations)
+            if estimated is None:
+                continue
+            m, rate = estimated
+            rates.append(rate)
+            for c, row in enumerate(m):
+                if c in ignored:
+                    continue
+                counts[c] += 1
+                sums[c] = [s + v for s, v in zip(sums[c], row, strict=True)]
+        for c, total in enumerate(counts):
+            if total:
+                self.m[c] = _normalised([s / total for s in sums[c]])
+        if rates:
+            self.candidate_match_rate = sum(rates) / len(rates)
+        self._refresh()
+
+    def _em(
+        self, patterns: Counter[Levels], ignored: frozenset[int], iterations: int
+    ) -> tuple[list[list[float]], float] | None:
         if not patterns:
-            return
+            return None
+        patterns = Counter(
+            {
+                tuple(None if c in ignored else level for c, level in enumerate(levels)): 0
+                for levels in patterns
+            }
+        ) + _masked(patterns, ignored)
         m = [list(row) for row in self.m]
-        rate = self.candidate_match_rate
+        rate = 0.5
         for _ in range(iterations):
             m_counts = [[0.01] * len(row) for row in m]
             matched = 0.0
@@ -211,9 +252,7 @@ class MatchModel:
                         m_counts[c][level] += posterior * count
             m = [_normalised(row) for row in m_counts]
             rate = min(max(matched / total, 1e-4), 0.9999)
-        self.m = m
-        self.candidate_match_rate = rate
-        self._refresh()
+        return m, rate
 
     # Storage
 
@@ -235,6 +274,13 @@ class MatchModel:
             upper=data["upper"],
             lower=data["lower"],
         )
+
+
+def _masked(patterns: Counter[Levels], ignored: frozenset[int]) -> Counter[Levels]:
+    masked: Counter[Levels] = Counter()
+    for levels, count in patterns.items():
+        masked[tuple(None if c in ignored else level for c, level in enumerate(levels))] += count
+    return masked
 
 
 def _normalised(row: Sequence[float]) -> list[float]:

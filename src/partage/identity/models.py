@@ -93,6 +93,10 @@ class LocalIdentity(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Folded names (upper-case ASCII, see normalize.fold) for accent-insensitive searches.
+    family_folded: Mapped[str] = mapped_column(String(100), default="", index=True)
+    used_folded: Mapped[str] = mapped_column(String(100), default="", index=True)
+    given_folded: Mapped[str] = mapped_column(String(200), default="")
     # Blocking keys (see identity.blocking): indexed, one value each.
     k_ins: Mapped[str | None] = mapped_column(String(13), index=True)
     k_name_dob: Mapped[str | None] = mapped_column(String(48), index=True)

@@ -73,7 +73,7 @@ def _identity(session: Session, identity_id: uuid.UUID) -> LocalIdentity:
 
 def _active_person(session: Session, person_id: uuid.UUID) -> Person:
     person = session.get(Person, person_id)
-    if person is None or person.status is not PersonStatus.active:
+    if person is None or person.status != PersonStatus.active:
         raise IdentityError("no such active person")
     return person
 
@@ -116,11 +116,11 @@ def do_link_review(
     now: datetime | None = None,
 ) -> Person:
     """A reviewer confirms a potential duplicate: the two persons become one."""
+    reason, now = _reason(reason), now or utcnow()
     review = _open_review(session, review_id)
     first, second = _identity(session, review.first_id), _identity(session, review.second_id)
-    now = now or utcnow()
     review.status, review.resolved_at = ReviewStatus.linked, now
-    review.resolved_by, review.reason = author_of(actor), _reason(reason)
+    review.resolved_by, review.reason = author_of(actor), reason
     if first.person_id == second.person_id:
         return _active_person(session, first.person_id)
     # The older person survives: its id is the one other systems have known longest.
@@ -140,7 +140,7 @@ def do_link_review(
 
 def _open_review(session: Session, review_id: uuid.UUID) -> Review:
     review = session.get(Review, review_id)
-    if review is None or review.status is not ReviewStatus.open:
+    if review is None or review.status != ReviewStatus.open:
         raise IdentityError("no such open review")
     return review
 

@@ -177,6 +177,7 @@ def _create(
 ) -> LocalIdentity:
     person = Person(id=uuid.uuid4(), created_at=now, updated_at=now)
     session.add(person)
+    session.flush()
     identity = LocalIdentity(
         id=uuid.uuid4(),
         establishment_id=establishment.id,
@@ -192,6 +193,7 @@ def _create(
         **{name: name in value.attributes for name in ATTRIBUTES},
     )
     session.add(identity)
+    session.flush()  # the rows below refer to these two
     session.add(
         Link(
             local_identity_id=identity.id,

@@ -23,6 +23,7 @@ from partage.identity.blocking import KEY_COLUMNS, QUERY_COLUMNS, query_keys, st
 from partage.identity.features import Features
 from partage.identity.model import MatchModel, TermFrequencies
 from partage.identity.models import LocalIdentity, MatchModelRecord, NameFrequency
+from partage.identity.normalize import fold
 from partage.identity.traits import IdentityStatus, IdentityTraits, Sex
 
 # At most this many identities found by keys (a guard against a pathological block).
@@ -64,6 +65,9 @@ def trait_columns(traits: IdentityTraits) -> dict[str, object]:
         "city": traits.city,
         "phone": traits.phone,
         "ins": traits.ins,
+        "family_folded": fold(traits.birth_family_name)[:100],
+        "used_folded": fold(traits.used_family_name)[:100],
+        "given_folded": " ".join(fold(g) for g in traits.given_names)[:200],
     }
 
 

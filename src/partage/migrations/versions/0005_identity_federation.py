@@ -82,6 +82,9 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("created_at", partage.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", partage.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("family_folded", sa.String(length=100), nullable=False),
+        sa.Column("used_folded", sa.String(length=100), nullable=False),
+        sa.Column("given_folded", sa.String(length=200), nullable=False),
         sa.Column("k_ins", sa.String(length=13), nullable=True),
         sa.Column("k_name_dob", sa.String(length=48), nullable=True),
         sa.Column("k_used_dob", sa.String(length=48), nullable=True),
@@ -113,6 +116,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("identity_local", schema=None) as batch_op:
         batch_op.create_index(
+            batch_op.f("ix_identity_local_family_folded"), ["family_folded"], unique=False
+        )
+        batch_op.create_index(
             batch_op.f("ix_identity_local_k_given_dob"), ["k_given_dob"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_identity_local_k_ins"), ["k_ins"], unique=False)
@@ -131,6 +137,9 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             batch_op.f("ix_identity_local_person_id"), ["person_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_identity_local_used_folded"), ["used_folded"], unique=False
         )
         batch_op.create_index(
             "uq_identity_local_domain_local_id", ["establishment_id", "local_id"], unique=True
@@ -260,6 +269,7 @@ def downgrade() -> None:
     op.drop_table("identity_events")
     with op.batch_alter_table("identity_local", schema=None) as batch_op:
         batch_op.drop_index("uq_identity_local_domain_local_id")
+        batch_op.drop_index(batch_op.f("ix_identity_local_used_folded"))
         batch_op.drop_index(batch_op.f("ix_identity_local_person_id"))
         batch_op.drop_index(batch_op.f("ix_identity_local_k_used_dob"))
         batch_op.drop_index(batch_op.f("ix_identity_local_k_phone"))
@@ -268,6 +278,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_identity_local_k_name_dob"))
         batch_op.drop_index(batch_op.f("ix_identity_local_k_ins"))
         batch_op.drop_index(batch_op.f("ix_identity_local_k_given_dob"))
+        batch_op.drop_index(batch_op.f("ix_identity_local_family_folded"))
 
     op.drop_table("identity_local")
     with op.batch_alter_table("identity_persons", schema=None) as batch_op:
