@@ -1,5 +1,6 @@
-"""The demo territory: the GHT de la Vienne, its establishments, one account per profile and
-a synthetic directory of the department's professionals.
+"""The demo territory: the GHT de la Vienne, its establishments, one account per profile, a
+synthetic directory of the department's professionals, and its hospitals' and clinics'
+patient files federated into the master patient index.
 
 Seeding is idempotent: what exists already is left as it is, so a second run creates
 nothing. Every demo account shares one documented password and has a fixed TOTP secret
@@ -14,19 +15,27 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext, suppress
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import select
+from sqlalchemy import distinct, exists, func, select
 from sqlalchemy.orm import Session
 
 from partage.access.decision import Action, require
-from partage.audit.actions import record
+from partage.audit.actions import Actor, record
+from partage.db import transaction
 from partage.directory import finess, rpps
 from partage.directory.importer import ImportSummary, import_finess, import_rpps
 from partage.directory.models import DirectoryImport
+from partage.identity.decide import Verdict
+from partage.identity.importer import IdentityImport, Progress, import_identities
+from partage.identity.models import LocalIdentity, Review, ReviewStatus
+from partage.identity.service import IdentityInput, do_receive_identity
+from partage.identity.synthetic import SyntheticRecord, generate_population, write_import_csv
+from partage.identity.traits import IdentityStatus, IdentityTraits, Sex
 from partage.platform import Platform
 from partage.security import actions, service
 from partage.security.authn import set_totp_secret, totp_for
@@ -48,6 +57,13 @@ DEMO_CLIENT_SCOPES = "system/*.rs system/DocumentReference.cruds"
 DEMO_PROFESSIONALS = 31380
 DEMO_ESTABLISHMENTS = 1200
 DEMO_SEED = 86
+# Persons in the patient files of the demo's hospitals and clinics, for the full directory
+# (a smaller directory gets proportionally fewer: see `demo_patients`).
+DEMO_PATIENTS = 3000
+# Fewer open reviews than this after the import: a few near-duplicates are received.
+DEMO_MIN_REVIEWS = 5
+# The console where identity-vigilance officers work the review queue.
+IDENTITY_CONSOLE = "/identitovigilance"
 
 
 @dataclass(frozen=True)
@@ -395,9 +411,13 @@ def load_demo_directory(
     professionals: int = DEMO_PROFESSIONALS,
     establishments: int = DEMO_ESTABLISHMENTS,
     reader: ExtractReader | None = None,
+    patients: int | None = None,
+    announce: Callable[[str], None] | None = print,
 ) -> list[DemoExtract]:
     """Write the synthetic FINESS and RPPS extracts of the Vienne under the data directory
-    and import them with the real importers (each commits its own chunks).
+    and import them with the real importers (each commits its own chunks); then the
+    patients (`load_demo_identities`: `patients` persons, by default in proportion to the
+    professionals, 0 for none), whose one-line summary goes to `announce`.
 
     Once a demo extract's import is recorded as done, it is not imported again (whatever its
     size): a second run costs nothing, and never undoes a real extract imported since."""
@@ -428,6 +448,11 @@ def load_demo_directory(
         _write_once(path, write)
         summary = _import(platform, importer, path, actor=actor, reader=reader)
         loaded.append(DemoExtract(kind, path, summary))
+    persons = demo_patients(professionals) if patients is None else patients
+    if persons > 0:
+        identities = load_demo_identities(platform, actor=actor, persons=persons, reader=reader)
+        if announce is not None:
+            announce(identities.summary(platform.settings.public_url))
     return loaded
 
 
@@ -475,3 +500,210 @@ def _import(
 
 def _plain(path: Path, raw: IO[bytes]) -> AbstractContextManager[IO[bytes]]:
     return nullcontext(raw)
+
+
+# --- the patients -------------------------------------------------------------------------
+
+# The establishments whose patient files the demo federates: hospitals and clinics.
+_PATIENT_FILE_KINDS = frozenset(
+    {EstablishmentKind.university_hospital, EstablishmentKind.hospital, EstablishmentKind.clinic}
+)
+# How many of the generated records may be tried as the origin of a near-duplicate.
+_NEAR_DUPLICATE_ATTEMPTS = 60
+
+
+@dataclass(frozen=True)
+class DemoIdentities:
+    # The files this run imported, with their reports; empty when all were there already.
+    imported: list[tuple[str, Path, IdentityImport]]
+    near_duplicates: int  # received by this run, when the files gave too few reviews
+    identities: int  # active local identities of the territory
+    persons: int  # the persons they form
+    reviews: int  # open reviews: the identity-vigilance queue
+
+    def summary(self, public_url: str = "") -> str:
+        """One line: what this run did, and what the master patient index holds."""
+        if self.imported:
+            codes = ", ".join(code for code, _, _ in self.imported)
+            done = f"imported the patient files of {codes}"
+            if self.near_duplicates:
+                done += f" and {self.near_duplicates} near-duplicates"
+        else:
+            done = "already imported"
+        return (
+            f"Identities: {done}; {self.identities:,} identities of {self.persons:,} persons, "
+            f"{self.reviews:,} reviews to do at {public_url}{IDENTITY_CONSOLE}."
+        )
+
+
+def demo_patients(professionals: int) -> int:
+    """The demo's persons for a directory of that many professionals (3,000 for the Vienne)."""
+    return max(1, round(DEMO_PATIENTS * professionals / DEMO_PROFESSIONALS))
+
+
+def patient_file_sources() -> list[str]:
+    """The codes of the demo establishments that send patient files, in the seed's order."""
+    return [spec.code for spec in ESTABLISHMENTS if spec.kind in _PATIENT_FILE_KINDS]
+
+
+def load_demo_identities(
+    platform: Platform,
+    *,
+    actor: Principal,
+    persons: int = DEMO_PATIENTS,
+    reader: ExtractReader | None = None,
+    progress: Progress | None = None,
+) -> DemoIdentities:
+    """Federate synthetic patient files of the demo's hospitals and clinics.
+
+    `persons` French persons (`identity.synthetic`: duplicates across and within the
+    establishments, typing errors, married names, twins, namesakes, parent and child of one
+    name) are written as one import file per establishment under `data_dir/demo/`, and each
+    file is imported with the real bulk importer, in a transaction of its own. An
+    establishment that has identities already is left alone: a second run imports nothing.
+    When the files this run imported leave fewer than `DEMO_MIN_REVIEWS` reviews open, a few
+    near-duplicates of their patients are received one by one, so that the identity-vigilance
+    console has a queue to show. The establishments must exist (`seed_demo_territory`)."""
+    folder = platform.settings.data_dir / "demo"
+    sources = patient_file_sources()
+    missing = [code for code in sources if not _has_identities(platform, code)]
+    imported: list[tuple[str, Path, IdentityImport]] = []
+    near_duplicates = 0
+    if missing:
+        population = generate_population(persons=persons, sources=sources, seed=DEMO_SEED)
+        for code in missing:
+            records = [r for r in population if r.record.source == code]
+            path = folder / f"patients-{code}-demo-{persons}.csv"
+            _write_once(path, partial(_write_patients, records=records))
+            report = _import_patients(
+                platform, code, path, actor=actor.actor, reader=reader, progress=progress
+            )
+            imported.append((code, path, report))
+        if _open_reviews(platform) < DEMO_MIN_REVIEWS:
+            near_duplicates = _near_duplicates(
+                platform,
+                _originals(population, sources=missing),
+                actor=actor.actor,
+                wanted=DEMO_MIN_REVIEWS - _open_reviews(platform),
+            )
+    with platform.read_sessions() as session:
+        active = select(LocalIdentity).where(LocalIdentity.active).subquery()
+        identities = session.scalar(select(func.count()).select_from(active)) or 0
+        persons_found = session.scalar(select(func.count(distinct(active.c.person_id)))) or 0
+    return DemoIdentities(
+        imported=imported,
+        near_duplicates=near_duplicates,
+        identities=identities,
+        persons=persons_found,
+        reviews=_open_reviews(platform),
+    )
+
+
+def _has_identities(platform: Platform, code: str) -> bool:
+    with platform.read_sessions() as session:
+        establishment = service.get_establishment(session, code=code)
+        if establishment is None:
+            raise LookupError(f"no establishment {code}: seed the demo territory first")
+        known = exists().where(LocalIdentity.establishment_id == establishment.id)
+        return bool(session.scalar(select(known)))
+
+
+def _open_reviews(platform: Platform) -> int:
+    with platform.read_sessions() as session:
+        count = select(func.count()).where(Review.status == ReviewStatus.open)
+        return session.scalar(count) or 0
+
+
+def _write_patients(stream: IO[bytes], *, records: list[SyntheticRecord]) -> int:
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    try:
+        write_import_csv(text, records)
+        return len(records)
+    finally:
+        text.detach()  # the caller closes the file
+
+
+def _import_patients(
+    platform: Platform,
+    code: str,
+    path: Path,
+    *,
+    actor: Actor,
+    reader: ExtractReader | None,
+    progress: Progress | None,
+) -> IdentityImport:
+    with (
+        path.open("rb") as raw,
+        (reader or _plain)(path, raw) as stream,
+        transaction(platform.sessions) as session,
+    ):
+        establishment = service.get_establishment(session, code=code)
+        assert establishment is not None  # checked by `_has_identities`
+        return import_identities(
+            session, establishment=establishment, stream=stream, actor=actor, progress=progress
+        )
+
+
+def _near_duplicates(
+    platform: Platform, originals: list[SyntheticRecord], *, actor: Actor, wanted: int
+) -> int:
+    """Receive up to `wanted` near-duplicates that land in the review queue: a patient of one
+    file registered again by the same establishment under a new id (`DEMO0001`…: the
+    establishment had no identities before this run), one trait mistyped (the birth place's
+    commune code, the sex, the birth year), the rest as before."""
+    made = 0
+    with transaction(platform.sessions) as session:
+        for attempt, original in enumerate(originals[:_NEAR_DUPLICATE_ATTEMPTS], start=1):
+            if made >= wanted:
+                break
+            establishment = service.get_establishment(session, code=original.record.source)
+            assert establishment is not None
+            for variant in _variants(original):
+                with session.begin_nested() as savepoint:
+                    received = do_receive_identity(
+                        session,
+                        establishment=establishment,
+                        local_id=f"DEMO{attempt:04d}",
+                        value=IdentityInput(traits=variant, status=original.record.status),
+                        actor=actor,
+                    )
+                    if received.verdict is not Verdict.review:
+                        savepoint.rollback()  # linked outright, or a new person: not a review
+                        continue
+                made += 1
+                break
+    return made
+
+
+def _originals(population: list[SyntheticRecord], *, sources: list[str]) -> list[SyntheticRecord]:
+    """The records of `sources` whose person has no other record, provisional (no INS) and
+    complete enough to compare: the patients a near-duplicate can be made of."""
+    counts: dict[int, int] = {}
+    for item in population:
+        counts[item.person] = counts.get(item.person, 0) + 1
+    return [
+        item
+        for item in population
+        if counts[item.person] == 1
+        and item.record.source in sources
+        and item.record.status is IdentityStatus.provisional
+        and not item.record.traits.ins
+        and item.record.traits.birth_date is not None
+        and item.record.traits.sex is not Sex.unknown
+        and item.record.traits.given_names
+    ]
+
+
+def _variants(original: SyntheticRecord) -> list[IdentityTraits]:
+    traits = original.record.traits
+    variants = []
+    if traits.birth_place_code.isdigit():
+        # A commune of another department typed for the birth place.
+        wrong_place = "75056" if not traits.birth_place_code.startswith("75") else "86194"
+        variants.append(replace(traits, birth_place_code=wrong_place))
+    variants.append(replace(traits, sex=Sex.female if traits.sex is Sex.male else Sex.male))
+    assert traits.birth_date is not None
+    birth = traits.birth_date
+    with suppress(ValueError):  # not for a 29 February
+        variants.append(replace(traits, birth_date=birth.replace(year=birth.year - 1)))
+    return variants

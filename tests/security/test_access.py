@@ -22,7 +22,8 @@ def person(profile: Profile, establishment: uuid.UUID | None = None) -> Principa
     )
 
 
-ADMINISTRATION = [a for a in Action if a is not Action.directory_read]
+IDENTITY = (Action.identity_read, Action.identity_manage)
+ADMINISTRATION = [a for a in Action if a is not Action.directory_read and a not in IDENTITY]
 
 
 @pytest.mark.parametrize("action", ADMINISTRATION)
@@ -98,3 +99,22 @@ def test_establishment_admins_cannot_make_or_touch_territory_admins() -> None:
         establishment_id=home,
         target_profile=Profile.hospital_physician,
     ).allowed
+
+
+def test_the_patient_index_is_identity_vigilance_s_and_systems_only_read_it() -> None:
+    for profile in Profile:
+        for action in IDENTITY:
+            allowed = decide(person(profile), action).allowed
+            assert allowed is (profile is Profile.identity_vigilance), (profile, action)
+    # A bearer token's principal may carry its profile as the plain string.
+    officer = person(Profile.identity_vigilance)
+    as_string = Principal(
+        kind="account",
+        label="x",
+        account_id=officer.account_id,
+        profile="identity_vigilance",  # type: ignore[arg-type]
+    )
+    assert decide(as_string, Action.identity_manage).allowed
+    system = Principal(kind="client", label="PIX", client_id="pix")
+    assert decide(system, Action.identity_read).allowed
+    assert not decide(system, Action.identity_manage).allowed

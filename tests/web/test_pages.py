@@ -56,7 +56,9 @@ def test_each_profile_has_its_home_page(
     admin_link = 'href="/admin/accounts"' in page
     assert admin_link == (profile in (Profile.territory_admin, Profile.establishment_admin))
     # Features still to come say so; nothing pretends to be data.
-    assert ("Bientôt disponible" in page) == (profile is not Profile.establishment_admin)
+    assert ("Bientôt disponible" in page) == (
+        profile not in (Profile.establishment_admin, Profile.identity_vigilance)
+    )
 
 
 def test_territory_admin_manages_accounts_clients_and_establishments(

@@ -94,9 +94,9 @@ def decide(
         return _identity(principal, action)
     if principal.kind != "account" or principal.profile is None:
         return _DENY_UNKNOWN
-    if principal.profile is Profile.territory_admin and action in _TERRITORY_ADMIN_ACTIONS:
+    if principal.profile == Profile.territory_admin and action in _TERRITORY_ADMIN_ACTIONS:
         return Decision(True, Basis.territory_admin, "territory administrator")
-    if principal.profile is Profile.establishment_admin and action in _ESTABLISHMENT_ADMIN_ACTIONS:
+    if principal.profile == Profile.establishment_admin and action in _ESTABLISHMENT_ADMIN_ACTIONS:
         if target_profile == Profile.territory_admin:
             # No climbing above one's own rights: territory administrators are the territory's.
             return Decision(False, None, "a territory administrator is managed by the territory")
@@ -120,7 +120,7 @@ def _directory_read(principal: Principal) -> Decision:
 def _identity(principal: Principal, action: Action) -> Decision:
     # The master patient index is identity-vigilance's: its officers read and manage it; the
     # territory's systems (PIX/PDQ consumers, with Patient scopes) read it.
-    if principal.kind == "account" and principal.profile is Profile.identity_vigilance:
+    if principal.kind == "account" and principal.profile == Profile.identity_vigilance:
         return Decision(True, Basis.identity_vigilance, "identity-vigilance officer")
     if principal.kind == "client" and action is Action.identity_read:
         return Decision(True, Basis.territory_system, "system of the territory")
@@ -129,7 +129,7 @@ def _identity(principal: Principal, action: Action) -> Decision:
 
 def scope_establishment(principal: Principal) -> uuid.UUID | None:
     """The establishment a listing must be narrowed to; None for territory-wide rights."""
-    if principal.kind == "account" and principal.profile is Profile.establishment_admin:
+    if principal.kind == "account" and principal.profile == Profile.establishment_admin:
         return principal.establishment_id
     return None
 

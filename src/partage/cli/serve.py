@@ -18,9 +18,9 @@ from partage.cli.common import (
     operator,
     out,
     print_table,
+    reading_with_progress,
     unit_of_work,
 )
-from partage.cli.directory import reading_with_progress
 from partage.config import Settings
 from partage.demo import (
     DEMO_CLIENT_NAME,

@@ -22,9 +22,9 @@ from sqlalchemy import CursorResult, Table, and_, exists, or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from partage.audit.actions import record
+from partage.bulk import Bulk, Row
 from partage.db import transaction, utcnow
 from partage.directory import finess
-from partage.bulk import Bulk, Row
 from partage.directory.finess import FinessRow
 from partage.directory.links import SITE_PREFIX, legal_entity_ids, link_sites
 from partage.directory.models import DirectoryImport, Organization, Practitioner, PractitionerRole

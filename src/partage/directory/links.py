@@ -14,8 +14,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Table, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from partage.db import utcnow
 from partage.bulk import Bulk
+from partage.db import utcnow
 from partage.directory.models import Organization
 from partage.directory.rpps import digest, fold
 

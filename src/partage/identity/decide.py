@@ -18,17 +18,26 @@ from enum import StrEnum
 from typing import Generic, TypeVar
 
 from partage.identity.features import (
+    ADDRESS,
     BIRTH_DATE,
     GIVEN,
+    GIVEN_FOUND_AMONG,
+    GIVEN_IDENTICAL,
     INS,
+    PHONE,
     PLACE,
     SEX,
+    USED,
     Features,
+    Levels,
 )
-from partage.identity.model import MatchModel, PairScore, TermFrequencies
+from partage.identity.model import MIN_TF_POPULATION, MatchModel, PairScore, TermFrequencies
 
 # Birth dates this many years apart are never a typo: a parent and a child.
 GENERATION_YEARS = 12
+# A family name carried by this share of identities or more is common (MARTIN: 0.35 %).
+# (Calibrated on the synthetic population, whose common names are commoner than France's.)
+COMMON_NAME_FREQUENCY = 0.004
 # At most this many review items for one incoming identity.
 MAX_REVIEWS = 3
 
@@ -44,6 +53,7 @@ class Rule(StrEnum):
     generations = "birth dates a generation apart (parent and child?)"
     birth_dates_differ = "birth dates differ"
     birth_places_differ = "birth places in different departments"
+    common_name_uncorroborated = "a common name and a birth date, nothing else agrees"
     sex_differs = "sex differs"
     not_duplicate = "marked as not a duplicate"
 
@@ -78,6 +88,8 @@ def judge(
     same_day = birth_date is not None and birth_date >= 3
     if given is not None and given <= 1 and same_day and not same_id:
         return PairJudgement(score, Rule.twins, excluded=True)
+    if given == GIVEN_FOUND_AMONG and same_day and not same_id:
+        return PairJudgement(score, Rule.twins, capped=True)
     if sex == 0 and (given is None or given < 4):
         return PairJudgement(score, Rule.other_sex_sibling, excluded=True)
     if birth_date == 0 and not same_id:
@@ -91,7 +103,29 @@ def judge(
     if levels[PLACE] == 0:
         # A strict trait, read from an identity document: it does not change with a move.
         return PairJudgement(score, Rule.birth_places_differ, capped=True)
+    if not _corroborated(levels) and _common_name(a, frequencies):
+        # Namesakes born the same day: rare, but a common name makes them far less rare
+        # than the model's independence of traits assumes.
+        return PairJudgement(score, Rule.common_name_uncorroborated, capped=True)
     return PairJudgement(score)
+
+
+def _corroborated(levels: Levels) -> bool:
+    """Something besides the names and the birth date agrees."""
+    return (
+        levels[PLACE] == 2
+        or levels[ADDRESS] == 2
+        or levels[PHONE] == 1
+        or (levels[INS] or 0) >= 1
+        or levels[USED] == 1
+        or levels[GIVEN] == GIVEN_IDENTICAL + 1
+    )
+
+
+def _common_name(a: Features, frequencies: TermFrequencies | None) -> bool:
+    if frequencies is None or frequencies.total < MIN_TF_POPULATION:
+        return False
+    return frequencies.family_frequency(a.birth) >= COMMON_NAME_FREQUENCY
 
 
 class Verdict(StrEnum):

@@ -77,6 +77,9 @@ class Features:
         self.dob = traits.birth_date
         self.dob_placeholder = traits.birth_date is not None and is_placeholder(traits.birth_date)
         self.place = traits.birth_place_code.strip().upper()
+        if self.place and self.place == traits.postal_code.strip():
+            # The postal code typed where the INSEE code belongs: not a birth place.
+            self.place = ""
         self.dept = self.place[:3] if self.place.startswith("99") else self.place[:2]
         self.address = address_form(traits.address)
         self.postal = traits.postal_code.strip()
@@ -112,11 +115,13 @@ COMPARISONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "different",
             "similar",
-            "same sound",
+            "same sound or one typo",
             "truncated or compound",
+            "found among the other's given names",
             "reordered",
             "same first, other given names differ",
-            "identical",
+            "same first given name",
+            "all given names identical",
         ),
     ),
     (
@@ -139,7 +144,8 @@ COMPARISONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 FAMILY, GIVEN, BIRTH_DATE, SEX, PLACE, ADDRESS, PHONE, INS, USED = range(len(COMPARISONS))
 FAMILY_IDENTICAL = 6
-GIVEN_IDENTICAL = 6
+GIVEN_FOUND_AMONG = 4
+GIVEN_IDENTICAL = 7  # the first given name (levels above it agree even more)
 DATE_IDENTICAL = 5
 
 Levels = tuple[int | None, ...]
@@ -192,7 +198,7 @@ def _family(a: Features, b: Features) -> int | None:
     if a.birth_phon == b.birth_phon:
         return 4
     similarity = _similarity(a.birth, b.birth)
-    if similarity >= 0.92:
+    if similarity >= 0.92 or _distance(a.birth, b.birth) <= 1:
         return 3
     if (a.used and a.used in (b.birth, b.used)) or (b.used and b.used == a.birth):
         return 2
@@ -205,27 +211,48 @@ def _given(a: Features, b: Features) -> int | None:
     if not a.first or not b.first:
         return None
     if a.first == b.first:
-        # "Christophe Georges" and "Christophe Lucien": two namesakes, not one person whose
-        # second name was dropped.
-        if len(a.given) > 1 and len(b.given) > 1 and not set(a.given[1:]) & set(b.given[1:]):
-            return 5
-        return 6
-    if a.first in b.given or b.first in a.given:
-        return 4
+        if len(a.given) > 1 and len(b.given) > 1:
+            if a.given == b.given:
+                return 8
+            # "Christophe Georges" and "Christophe Lucien": two namesakes, not one person
+            # whose second name was dropped.
+            if not set(a.given[1:]) & set(b.given[1:]):
+                return 6
+        return 7
+    if len(a.given) > 1 and len(b.given) > 1 and _nested(a.given, b.given):
+        # The same names in another order (each one found, allowing a typo).
+        return 5
     shorter, longer = sorted((a.first, b.first), key=len)
     if (
         (a.first_tokens and b.first_tokens)
         and (a.first_tokens < b.first_tokens or b.first_tokens < a.first_tokens)
     ) or (len(shorter) >= 3 and longer.startswith(shorter)):
         return 3
-    if a.first_phon == b.first_phon:
+    if a.first_phon == b.first_phon or _distance(a.first, b.first) <= 1:
         return 2
+    if a.first in b.given or b.first in a.given:
+        # "Paul" and "Jean Paul": the same man under his second name — or his twin.
+        return 4
     similarity = _similarity(a.first, b.first)
     if similarity >= 0.92:
         return 2
     if similarity >= 0.80:
         return 1
     return 0
+
+
+def _house_number(address: str) -> str:
+    """The digits of an address: neighbours share a street, not a number."""
+    return "".join(ch for ch in address if ch.isdigit())
+
+
+def _nested(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Every name of the shorter list is in the longer one (one typo allowed), and the
+    first names cross: a reordering, not two siblings sharing a middle name."""
+    shorter, longer = sorted((a, b), key=len)
+    if not all(any(_distance(x, y) <= 1 for y in longer) for x in shorter):
+        return False
+    return any(_distance(a[0], y) <= 1 for y in b) and any(_distance(b[0], y) <= 1 for y in a)
 
 
 def _crossed_names(a: Features, b: Features) -> tuple[int, int] | None:
@@ -284,6 +311,7 @@ def _address(a: Features, b: Features) -> int | None:
         a.address
         and b.address
         and same_postal
+        and _house_number(a.address) == _house_number(b.address)
         and (a.address == b.address or _similarity(a.address, b.address) >= 0.9)
     ):
         return 2

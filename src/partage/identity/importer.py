@@ -10,13 +10,14 @@ already known under the same local id are updated through the incremental path.
 from __future__ import annotations
 
 import csv
-import uuid
-from collections.abc import Callable, Iterable, Iterator
+import random
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import IO, Any, cast
+from typing import IO, Any, cast, overload
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from partage.audit.actions import Actor, record
@@ -24,11 +25,19 @@ from partage.bulk import Bulk
 from partage.db import utcnow
 from partage.identity.blocking import KEY_COLUMNS, stored_keys
 from partage.identity.decide import Verdict
-from partage.identity.engine import MemoryIndex, estimate_model, place
+from partage.identity.engine import ESTIMATION_RECORDS, MemoryIndex, estimate_model, place
 from partage.identity.features import Features
 from partage.identity.ins import InvalidIns, ins_oid, validate_ins
 from partage.identity.model import TermFrequencies
-from partage.identity.models import Link, LinkMethod, LocalIdentity, Person, Review
+from partage.identity.models import (
+    Link,
+    LinkMethod,
+    LocalIdentity,
+    NameFrequency,
+    Person,
+    Review,
+    ReviewStatus,
+)
 from partage.identity.service import (
     MODEL_CACHE,
     IdentityError,
@@ -38,7 +47,7 @@ from partage.identity.service import (
     do_receive_identity,
     explanation,
 )
-from partage.identity.store import count_names, features_of, save_model, trait_columns
+from partage.identity.store import count_names, save_model, trait_columns
 from partage.identity.traits import IdentityStatus, IdentityTraits, Sex
 from partage.security.models import Establishment
 
@@ -262,13 +271,162 @@ def import_identities(
     return report
 
 
-def _known_identities(session: Session) -> Iterable[tuple[LocalIdentity, Features]]:
-    rows = session.scalars(
-        select(LocalIdentity).where(LocalIdentity.active).execution_options(yield_per=20_000)
+# --- federating the new identities ---------------------------------------------------------
+#
+# The territory's known identities are read as plain rows (no ORM objects): their stored
+# blocking keys go straight into the memory index, and their matching form (`Features`) is
+# computed only for those that a new identity meets as a candidate, or that the model's
+# estimation sample draws — a small part of a large territory. The names' frequencies come
+# from the table the incremental path keeps (`identity_name_frequencies`, the active
+# identities' names), not from every known identity.
+
+_TRAIT_COLUMNS = (
+    "birth_family_name", "given_names", "sex", "birth_date", "used_family_name",
+    "birth_place_code", "address", "postal_code", "city", "phone", "ins", "status",
+)  # fmt: skip
+_KNOWN_COLUMNS = ("id", "person_id", *KEY_COLUMNS, *_TRAIT_COLUMNS)
+_FIRST_KEY, _FIRST_TRAIT = 2, 2 + len(KEY_COLUMNS)
+_FETCH = 20_000
+# SQLite's page cache while the file's rows go into the table and its dozen indexes (KiB).
+# The default (2 MB) makes every insert of a large file re-read and spill index pages.
+_SQLITE_IMPORT_CACHE_KIB = 512 * 1024
+
+
+class _Known:
+    """The active identities already in the territory, as the driver returns them."""
+
+    def __init__(self) -> None:
+        self.ids: list[Any] = []  # driver form: hex text on SQLite, uuid.UUID on PostgreSQL
+        self.persons: list[Any] = []
+        self.traits: list[tuple[Any, ...]] = []  # _TRAIT_COLUMNS
+
+
+def _known_identities(session: Session, index: MemoryIndex, number: Callable[[Any], int]) -> _Known:
+    """Read the active identities in table order, filling `index` from their stored keys
+    (those the SQL candidates of the incremental path use)."""
+    known = _Known()
+    quote = session.get_bind().dialect.identifier_preparer.quote
+    names = ", ".join(quote(c) for c in _KNOWN_COLUMNS)
+    sql = f"SELECT {names} FROM {quote(_IDENTITIES.name)} WHERE active"  # noqa: S608
+    driver: Any = session.connection().connection.dbapi_connection
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    # PostgreSQL: a server-side cursor, so that a million rows are not all sent at once.
+    cursor = driver.cursor(name="partage_known_identities") if postgresql else driver.cursor()
+    columns = [index.columns[name] for name in KEY_COLUMNS]
+    person_of, members = index.person_of, index.members
+    ids, persons, traits = known.ids, known.persons, known.traits
+    try:
+        cursor.execute(sql)
+        while rows := cursor.fetchmany(_FETCH):
+            for row in rows:
+                i = len(ids)
+                ids.append(row[0])
+                persons.append(row[1])
+                traits.append(row[_FIRST_TRAIT:])
+                for column, value in zip(columns, row[_FIRST_KEY:_FIRST_TRAIT], strict=True):
+                    if value is not None:
+                        block = column.get(value)
+                        if block is None:
+                            column[value] = [i]
+                        else:
+                            block.append(i)
+                person = number(row[1])
+                person_of.append(person)
+                group = members.get(person)
+                if group is None:
+                    members[person] = [i]
+                else:
+                    group.append(i)
+    finally:
+        cursor.close()
+    return known
+
+
+def _known_features(row: tuple[Any, ...]) -> Features:
+    """`store.features_of` for a plain row of `_TRAIT_COLUMNS`."""
+    birth_date = row[3]
+    if isinstance(birth_date, str):  # SQLite: ISO text
+        birth_date = date.fromisoformat(birth_date)
+    traits = IdentityTraits(
+        birth_family_name=row[0],
+        given_names=tuple(row[1].split()),
+        sex=Sex(row[2]),
+        birth_date=birth_date,
+        used_family_name=row[4],
+        birth_place_code=row[5],
+        address=row[6],
+        postal_code=row[7],
+        city=row[8],
+        phone=row[9],
+        ins=row[10],
     )
-    for row in rows:
-        yield row, features_of(row)
-        session.expunge(row)
+    return Features(traits, IdentityStatus(row[11]))
+
+
+class _Features(Sequence[Features]):
+    """Known identities then new ones; a known one's features are computed when first read."""
+
+    def __init__(self, known: list[tuple[Any, ...]], new: list[Features]) -> None:
+        self._known = known
+        self._items: list[Features | None] = [None] * len(known)
+        self._items.extend(new)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, i: int) -> Features: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Features]: ...
+
+    def __getitem__(self, i: int | slice) -> Features | Sequence[Features]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        f = self._items[i]
+        if f is None:
+            f = self._items[i] = _known_features(self._known[i])
+        return f
+
+    def computed(self) -> int:
+        return sum(f is not None for f in self._items[: len(self._known)])
+
+
+def _estimation_sample(features: Sequence[Features]) -> Sequence[Features]:
+    """The records `estimate_model` samples (the same draw: `random.Random(0).sample` of the
+    positions), so that only these known identities need their features computed."""
+    if len(features) <= ESTIMATION_RECORDS:
+        return features
+    chosen = random.Random(0).sample(range(len(features)), ESTIMATION_RECORDS)  # noqa: S311
+    return [features[i] for i in chosen]
+
+
+def _name_frequencies(session: Session, known: int) -> TermFrequencies:
+    """The known identities' names, from the table kept with every change (see `count_names`)."""
+    frequencies = TermFrequencies(total=known)
+    rows = session.execute(
+        select(NameFrequency.kind, NameFrequency.value, NameFrequency.count).where(
+            NameFrequency.kind.in_(("family", "given")), NameFrequency.count > 0
+        )
+    )
+    for kind, value, count in rows:
+        (frequencies.family if kind == "family" else frequencies.given)[value] = count
+    return frequencies
+
+
+@contextmanager
+def _large_cache(session: Session) -> Iterator[None]:
+    """On SQLite, a page cache that holds the indexes being written, for the import only."""
+    if session.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    driver: Any = session.connection().connection.dbapi_connection
+    before = driver.execute("PRAGMA cache_size").fetchone()[0]
+    driver.execute(f"PRAGMA cache_size=-{_SQLITE_IMPORT_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        driver.execute(f"PRAGMA cache_size={int(before)}")
 
 
 def _federate_new(
@@ -280,124 +438,89 @@ def _federate_new(
     now: datetime,
     progress: Progress | None,
 ) -> None:
-    features: list[Features] = []
-    person_ids: list[uuid.UUID] = []
-    identity_ids: list[uuid.UUID] = []
-    for row, f in _known_identities(session):
-        features.append(f)
-        person_ids.append(row.person_id)
-        identity_ids.append(row.id)
-    known = len(features)
+    index = MemoryIndex()
+    person_number: dict[Any, int] = {}
+    numbers: list[Any] = []  # person ids, driver form, by number
+
+    def number(person: Any) -> int:
+        found = person_number.get(person)
+        if found is None:
+            found = person_number[person] = len(numbers)
+            numbers.append(person)
+        return found
+
+    if progress is not None:
+        progress("reading the territory", 0, 1)
+    known = _known_identities(session, index, number)
+    count = len(known.ids)
     bulk = Bulk(session)
-    for _, _, value in new:
-        features.append(Features(value.traits, value.status))
-        identity_ids.append(_uuid(bulk.new_id()))
-        person_ids.append(_uuid(bulk.new_id()))
+    features = _Features(
+        known.traits, [Features(value.traits, value.status) for _, _, value in new]
+    )
+    identity_ids: list[Any] = [*known.ids, *(bulk.new_id() for _ in new)]
+    origins = [bulk.new_id() for _ in new]  # each new identity's own person
     if progress is not None:
         progress("estimating the model", 0, 1)
-    model = estimate_model(features, MODEL_CACHE.get(session)[0])
+    model = estimate_model(_estimation_sample(features), MODEL_CACHE.get(session)[0])
     save_model(session, model, identities=len(features), now=now)
     MODEL_CACHE.invalidate()
-    frequencies = TermFrequencies()
-    for f in features:
-        frequencies.add(f)
-    index = MemoryIndex()
-    person_number: dict[uuid.UUID, int] = {}
-    numbers: list[uuid.UUID] = []
-
-    def number(person: uuid.UUID) -> int:
-        if person not in person_number:
-            person_number[person] = len(numbers)
-            numbers.append(person)
-        return person_number[person]
-
-    for i in range(known):
-        index.add(i, features[i], number(person_ids[i]))
+    frequencies = _name_frequencies(session, count)
+    for n in range(len(new)):
+        frequencies.add(features[count + n])
     author = author_of(actor)
     persons_rows: list[tuple[Any, ...]] = []
     identity_rows: list[tuple[Any, ...]] = []
     link_rows: list[tuple[Any, ...]] = []
-    review_rows: list[dict[str, Any]] = []
+    review_rows: dict[tuple[Any, Any], tuple[Any, ...]] = {}
+    origin_link, probabilistic = LinkMethod.origin.value, LinkMethod.probabilistic.value
+    certain = LinkMethod.qualified_ins.value
     total = len(new)
     for n, (_, local_id, value) in enumerate(new):
-        i = known + n
+        i = count + n
         f = features[i]
         outcome = place(f, index, features, model, frequencies)
-        origin = person_ids[i]
+        origin = origins[n]
         person = origin
         if outcome.verdict is Verdict.link and outcome.person is not None:
             assert outcome.judgement is not None
             person = numbers[outcome.person]
-            method = (
-                LinkMethod.qualified_ins if outcome.judgement.certain else LinkMethod.probabilistic
-            )
+            method = certain if outcome.judgement.certain else probabilistic
             persons_rows.append((origin, "merged", person))
-            link_rows.append(
-                (
-                    identity_ids[i],
-                    origin,
-                    LinkMethod.origin.value,
-                    None,
-                    None,
-                    now,
-                    now,
-                    method.value,
-                )
-            )
+            link_rows.append((identity_ids[i], origin, origin_link, None, None, method))
             link_rows.append(
                 (
                     identity_ids[i],
                     person,
-                    method.value,
+                    method,
                     outcome.judgement.weight,
                     explanation(outcome.judgement, model),
-                    now,
-                    None,
                     None,
                 )
             )
             report.linked += 1
         else:
             persons_rows.append((origin, "active", None))
-            link_rows.append(
-                (identity_ids[i], origin, LinkMethod.origin.value, None, None, now, None, None)
-            )
+            link_rows.append((identity_ids[i], origin, origin_link, None, None, None))
         index.add(i, f, number(person))
         for item in outcome.reviews:
-            first, second = sorted((identity_ids[i], identity_ids[item.record]))
-            review_rows.append(
-                {
-                    "first_id": first,
-                    "second_id": second,
-                    "score": item.judgement.weight,
-                    "explanation": explanation(item.judgement, model),
-                    "created_at": now,
-                }
-            )
+            pair = tuple(sorted((identity_ids[i], identity_ids[item.record])))
+            if pair not in review_rows:  # the first proposal of a pair is kept
+                weight = item.judgement.weight
+                review_rows[pair] = (*pair, weight, explanation(item.judgement, model))
+            report.reviews += 1
         identity_rows.append(
-            _identity_row(establishment, local_id, value, f, identity_ids[i], person, origin, now)
+            _identity_row(establishment, local_id, value, f, identity_ids[i], person, origin)
         )
         report.created += 1
         if progress is not None and (n + 1) % 2000 == 0:
             progress("matching", n + 1, total)
     if progress is not None:
         progress("writing", 0, 1)
-    _write(session, bulk, persons_rows, identity_rows, link_rows, author, now)
-    if review_rows:
-        session.execute(insert(_REVIEWS), _unique_reviews(review_rows))
-    report.reviews += len(review_rows)
-    count_names(session, features[known:])
-
-
-def _uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(hex=value)
-
-
-def _unique_reviews(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seen: dict[tuple[uuid.UUID, uuid.UUID], dict[str, Any]] = {}
-    for row in rows:
-        seen.setdefault((row["first_id"], row["second_id"]), row)
-    return list(seen.values())
+    with _large_cache(session):
+        _write(
+            bulk, persons_rows, identity_rows, link_rows, list(review_rows.values()), author, now
+        )
+    count_names(session, [features[count + n] for n in range(len(new))])
 
 
 _IDENTITY_COLUMNS = (
@@ -408,6 +531,7 @@ _IDENTITY_COLUMNS = (
     "doubtful", "fictitious", "homonym", "usurped", "active", "version", "created_at",
     "updated_at", *KEY_COLUMNS,
 )  # fmt: skip
+_ATTRIBUTE_NAMES = ("doubtful", "fictitious", "homonym", "usurped")
 
 
 def _identity_row(
@@ -415,11 +539,12 @@ def _identity_row(
     local_id: str,
     value: IdentityInput,
     f: Features,
-    identity_id: uuid.UUID,
-    person: uuid.UUID,
-    origin: uuid.UUID,
-    now: datetime,
+    identity_id: Any,
+    person: Any,
+    origin: Any,
 ) -> tuple[Any, ...]:
+    """A row of `_IDENTITY_COLUMNS` without its last columns (active, version, times, keys
+    come after: `_write`); ids in the driver's form, the birth date as a date."""
     traits = trait_columns(value.traits)
     return (
         identity_id, establishment.id, local_id, person, origin,
@@ -427,42 +552,56 @@ def _identity_row(
         traits["birth_place_code"], traits["used_family_name"], traits["address"],
         traits["postal_code"], traits["city"], traits["phone"], traits["ins"],
         traits["family_folded"], traits["used_folded"], traits["given_folded"], value.ins_oid,
-        value.status.value,
-        *(name in value.attributes for name in ("doubtful", "fictitious", "homonym", "usurped")),
-        True, 1, now, now, *stored_keys(f),
+        value.status.value, *(name in value.attributes for name in _ATTRIBUTE_NAMES),
+        *stored_keys(f),
     )  # fmt: skip
 
 
 def _write(
-    session: Session,
     bulk: Bulk,
     persons_rows: list[tuple[Any, ...]],
     identity_rows: list[tuple[Any, ...]],
     link_rows: list[tuple[Any, ...]],
+    review_rows: list[tuple[Any, ...]],
     author: str,
     now: datetime,
 ) -> None:
-
-    def converted(
-        table: Any, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
-    ) -> list[tuple[Any, ...]]:
-        return [
-            tuple(
-                bulk.value(table, column, value) for column, value in zip(columns, row, strict=True)
-            )
-            for row in rows
-        ]
-
+    """The rows in the driver's form: ids are already; constants are converted once, and
+    only the columns whose type needs it (dates, JSON, booleans) row by row."""
+    stamp = bulk.value(_PERSONS, "created_at", now)
+    yes, no = bulk.value(_IDENTITIES, "active", True), bulk.value(_IDENTITIES, "active", False)
+    flag = {True: yes, False: no}
     # Persons first (surviving ones before those merged into them: foreign keys).
-    person_columns = ("id", "status", "merged_into_id", "created_at", "updated_at")
     ordered = sorted(persons_rows, key=lambda row: row[1] != "active")
     bulk.insert(
         _PERSONS,
-        person_columns,
-        converted(_PERSONS, person_columns, [(*r, now, now) for r in ordered]),
+        ("id", "status", "merged_into_id", "created_at", "updated_at"),
+        [(*row, stamp, stamp) for row in ordered],
     )
+    establishment_id = bulk.value(_IDENTITIES, "establishment_id", identity_rows[0][1])
+    keys = len(KEY_COLUMNS)
     bulk.insert(
-        _IDENTITIES, _IDENTITY_COLUMNS, converted(_IDENTITIES, _IDENTITY_COLUMNS, identity_rows)
+        _IDENTITIES,
+        _IDENTITY_COLUMNS,
+        [
+            (
+                *row[:1],
+                establishment_id,
+                *row[2:8],
+                bulk.value(_IDENTITIES, "birth_date", row[8]),
+                *row[9:21],
+                flag[row[21]],
+                flag[row[22]],
+                flag[row[23]],
+                flag[row[24]],
+                yes,
+                1,
+                stamp,
+                stamp,
+                *row[-keys:],
+            )
+            for row in identity_rows
+        ],
     )
     link_columns = (
         "id", "local_identity_id", "person_id", "method", "score", "explanation", "started_at",
@@ -471,7 +610,36 @@ def _write(
     bulk.insert(
         _LINKS,
         link_columns,
-        converted(
-            _LINKS, link_columns, [(_uuid(bulk.new_id()), *row, author) for row in link_rows]
-        ),
+        [
+            (
+                bulk.new_id(),
+                identity,
+                person,
+                method,
+                score,
+                bulk.value(_LINKS, "explanation", why),  # None: JSON null, as the ORM
+                stamp,
+                None if ended is None else stamp,
+                ended,
+                author,
+            )
+            for identity, person, method, score, why, ended in link_rows
+        ],
+    )
+    open_status = bulk.value(_REVIEWS, "status", ReviewStatus.open.value)
+    bulk.insert(
+        _REVIEWS,
+        ("id", "first_id", "second_id", "score", "explanation", "status", "created_at"),
+        [
+            (
+                bulk.new_id(),
+                first,
+                second,
+                score,
+                bulk.value(_REVIEWS, "explanation", why),
+                open_status,
+                stamp,
+            )
+            for first, second, score, why in review_rows
+        ],
     )

@@ -39,7 +39,7 @@ def _default_parameters() -> tuple[list[list[float]], list[list[float]]]:
     """Starting values (and the model of an empty territory): deliberately conservative."""
     m = [
         [0.02, 0.02, 0.03, 0.04, 0.06, 0.03, 0.80],
-        [0.03, 0.02, 0.04, 0.06, 0.05, 0.02, 0.78],
+        [0.03, 0.02, 0.04, 0.06, 0.01, 0.05, 0.02, 0.47, 0.30],
         [0.02, 0.03, 0.02, 0.02, 0.01, 0.90],
         [0.02, 0.98],
         [0.05, 0.05, 0.90],
@@ -50,7 +50,7 @@ def _default_parameters() -> tuple[list[list[float]], list[list[float]]]:
     ]
     u = [
         [0.97, 0.02, 0.001, 0.001, 0.003, 0.001, 0.004],
-        [0.94, 0.03, 0.005, 0.005, 0.002, 0.003, 0.015],
+        [0.94, 0.03, 0.005, 0.005, 0.001, 0.001, 0.003, 0.0149, 0.0001],
         [0.997, 0.0015, 0.0004, 0.00005, 0.00005, 0.0001],
         [0.5, 0.5],
         [0.7, 0.25, 0.05],
@@ -115,8 +115,8 @@ class MatchModel:
         u: Sequence[Sequence[float]] | None = None,
         *,
         candidate_match_rate: float = 0.3,
-        upper: float = 20.0,
-        lower: float = 10.0,
+        upper: float = 24.0,
+        lower: float = 14.0,
     ) -> None:
         default_m, default_u = _default_parameters()
         self.m = [list(row) for row in (m or default_m)]
@@ -147,10 +147,10 @@ class MatchModel:
                 weights[FAMILY] = self._tf_weight(
                     FAMILY, FAMILY_IDENTICAL, frequencies.family_frequency(a.birth)
                 )
-            if levels[GIVEN] == GIVEN_IDENTICAL:
-                weights[GIVEN] = self._tf_weight(
-                    GIVEN, GIVEN_IDENTICAL, frequencies.given_frequency(a.first)
-                )
+            if levels[GIVEN] in (GIVEN_IDENTICAL, GIVEN_IDENTICAL + 1):
+                given = levels[GIVEN]
+                assert given is not None
+                weights[GIVEN] = self._tf_weight(GIVEN, given, frequencies.given_frequency(a.first))
         return PairScore(levels, sum(weights), tuple(weights))
 
     def _tf_weight(self, comparison: int, level: int, frequency: float) -> float:

@@ -102,34 +102,37 @@ def candidates(
 
 
 class ModelCache:
-    """The current model and the population size, re-read at most every `ttl` seconds."""
+    """Per database: the current model and the population size, re-read at most every `ttl`
+    seconds (a process may serve several databases: tests, benchmarks)."""
 
     def __init__(self, ttl: float = 60.0) -> None:
         self._ttl = ttl
         self._lock = threading.Lock()
-        self._model: MatchModel | None = None
-        self._total = 0
-        self._loaded_at = 0.0
+        self._entries: dict[str, tuple[MatchModel, int, float]] = {}
 
     def get(self, session: Session) -> tuple[MatchModel, int]:
+        bind = session.get_bind()
+        key = str(bind.engine.url)
         with self._lock:
-            if self._model is None or time.monotonic() - self._loaded_at > self._ttl:
+            entry = self._entries.get(key)
+            if entry is None or time.monotonic() - entry[2] > self._ttl:
                 record = session.scalars(
                     select(MatchModelRecord).order_by(MatchModelRecord.id.desc()).limit(1)
                 ).first()
-                self._model = MatchModel.from_json(record.parameters) if record else MatchModel()
-                self._total = (
+                model = MatchModel.from_json(record.parameters) if record else MatchModel()
+                total = (
                     session.scalar(
                         select(func.count()).select_from(LocalIdentity).where(LocalIdentity.active)
                     )
                     or 0
                 )
-                self._loaded_at = time.monotonic()
-            return self._model, self._total
+                entry = (model, total, time.monotonic())
+                self._entries[key] = entry
+            return entry[0], entry[1]
 
     def invalidate(self) -> None:
         with self._lock:
-            self._model = None
+            self._entries.clear()
 
 
 def frequencies_for(session: Session, features: Features, total: int) -> TermFrequencies:

@@ -136,11 +136,13 @@ HOME_TILES: dict[Profile, tuple[Tile, ...]] = {
     Profile.identity_vigilance: (
         Tile(
             N_("Potential duplicates"),
-            N_("Reviewing potential duplicate identities is coming soon."),
+            N_("Review the identities the matching could not decide on."),
+            "/identitovigilance/doublons",
         ),
         Tile(
             N_("Identities and INS"),
-            N_("Searching identities and their INS status is coming soon."),
+            N_("Search identities, their INS and their status."),
+            "/identitovigilance/recherche",
         ),
         _DIRECTORY,
         _SECURITY,

@@ -10,6 +10,7 @@ from partage.web import (
     directory_admin_pages,
     directory_pages,
     end_session,
+    identity_pages,
     passkey_pages,
     portal,
 )
@@ -20,5 +21,6 @@ router.include_router(portal.router)
 router.include_router(admin.router)
 router.include_router(directory_admin_pages.router)
 router.include_router(directory_pages.router)
+router.include_router(identity_pages.router)
 router.include_router(passkey_pages.router)
 router.include_router(end_session.router)

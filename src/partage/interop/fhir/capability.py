@@ -66,4 +66,9 @@ def _resource(resource: ResourceType) -> dict[str, Any]:
         entry["profile"] = resource.profile
     if resource.includes:
         entry["searchInclude"] = [f"{resource.name}:{i.parameter}" for i in resource.includes]
+    if resource.operations:
+        entry["operation"] = [
+            {"name": o.name, "definition": o.definition, "documentation": o.documentation}
+            for o in resource.operations
+        ]
     return entry
