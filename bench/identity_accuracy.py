@@ -58,7 +58,7 @@ from typing import Any, Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from identity_datasets import DATASETS, FRENCH_DUPLICATE_RATE, Dataset, load
+from identity_datasets import DATASETS, FEBRL_SOURCE, FRENCH_DUPLICATE_RATE, Dataset, load
 
 from partage.identity.traits import IdentityStatus, Sex, SourceRecord
 
@@ -313,8 +313,10 @@ def splink_frame(records: Sequence[SourceRecord]) -> Any:
                 "phone": _identifier(t.phone),
                 # The INS as the INSi teleservice returned it (qualified or recovered): the
                 # others may be typed, mistyped, or a parent's, and identity-vigilance rules
-                # say not to trust them.
-                "ins": _words(t.ins) if record.status in _INSI_STATUSES else None,
+                # say not to trust them. FEBRL's social-security number is its only id.
+                "ins": _words(t.ins)
+                if record.status in _INSI_STATUSES or record.source == FEBRL_SOURCE
+                else None,
             }
         )
     return pd.DataFrame(rows)

@@ -108,7 +108,9 @@ def load_febrl(number: int) -> Dataset:
             address=address,
             postal_code=_text(row["postcode"]),
             city=_text(row["suburb"]),
-            phone=_text(row["soc_sec_id"]),  # the only other identifier: exact-match id
+            # The social-security number: a personal national id, as the NIR is in France
+            # (typed by hand, unverified: a provisional identity's INS), not a household phone.
+            ins=_text(row["soc_sec_id"]),
         )
         record = SourceRecord(source=FEBRL_SOURCE, local_id=str(rec_id), traits=traits)
         records.append(record)

@@ -6,8 +6,8 @@ teleservice are two persons; twins (same birth date, different given names), a p
 child of the same name (birth dates decades apart), a brother and a sister are never one.
 
 A record joins a person only if it matches that person's records — its best pair is above
-the upper threshold and none of its pairs with the person falls below the lower one —, not
-because it resembles one record of a chain (A like B, B like C, A unlike C).
+the upper threshold and every pair with the person still favours the link (PERSON_FLOOR) —,
+not because it resembles one record of a chain (A like B, B like C, A unlike C).
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ GENERATION_YEARS = 12
 # A family name carried by this share of identities or more is common (MARTIN: 0.35 %).
 # (Calibrated on the synthetic population, whose common names are commoner than France's.)
 COMMON_NAME_FREQUENCY = 0.004
+# Every pair of a record with the records of the person it joins must still favour the link
+# (log2 Bayes factor), its best pair being above the upper threshold: no chaining.
+PERSON_FLOOR = 4.0
 # At most this many review items for one incoming identity.
 MAX_REVIEWS = 3
 
@@ -150,6 +153,20 @@ class Outcome(Generic[P, R]):
     reviews: list[ReviewItem[P, R]] = field(default_factory=list)
 
 
+def person_standing(judgements: Sequence[PairJudgement], model: MatchModel) -> Verdict | None:
+    """What one person is to an incoming identity, from its pairs with the person's records:
+    link, review or new (too little resemblance); None when a rule excludes the person."""
+    if not judgements or any(j.excluded for j in judgements):
+        return None
+    if any(j.certain for j in judgements):
+        return Verdict.link
+    best = max(j.weight for j in judgements)
+    worst = min(j.weight for j in judgements)
+    if best >= model.upper and worst >= PERSON_FLOOR and not any(j.capped for j in judgements):
+        return Verdict.link
+    return Verdict.review if best >= model.lower else Verdict.new
+
+
 def decide_person(
     pairs_by_person: Mapping[P, Sequence[tuple[R, PairJudgement]]], model: MatchModel
 ) -> Outcome[P, R]:
@@ -158,21 +175,16 @@ def decide_person(
     linkable: list[tuple[float, P, R, PairJudgement]] = []
     reviewable: list[tuple[float, P, R, PairJudgement]] = []
     for person, pairs in pairs_by_person.items():
-        if not pairs or any(j.excluded for _, j in pairs):
+        standing = person_standing([j for _, j in pairs], model)
+        if standing is None or standing is Verdict.new:
             continue
         best_record, best = max(pairs, key=lambda pair: pair[1].weight)
         entry = (best.weight, person, best_record, best)
         if any(j.certain for _, j in pairs):
             certain.append(entry)
-            continue
-        worst = min(j.weight for _, j in pairs)
-        if (
-            best.weight >= model.upper
-            and worst >= model.lower
-            and not any(j.capped for _, j in pairs)
-        ):
+        elif standing is Verdict.link:
             linkable.append(entry)
-        elif best.weight >= model.lower:
+        else:
             reviewable.append(entry)
     chosen = max(certain, key=_by_weight, default=None) or max(
         linkable, key=_by_weight, default=None

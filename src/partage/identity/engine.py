@@ -32,8 +32,8 @@ MAX_BLOCK = 400
 ESTIMATION_RECORDS = 40_000
 RANDOM_PAIRS = 200_000
 # Below these, the data say too little: the current (or default) parameters are kept.
-MIN_RECORDS_FOR_U = 2_000
-MIN_PAIRS_FOR_M = 500
+MIN_RECORDS_FOR_U = 500
+MIN_PAIRS_FOR_M = 200
 
 # EM rounds: a blocking key, and the comparisons its pairs agree on by construction.
 TRAINING_KEYS = (

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from partage.access.decision import Action
 from partage.audit.actions import record
-from partage.identity.decide import PairJudgement, judge
+from partage.identity.decide import PairJudgement, Verdict, judge, person_standing
 from partage.identity.features import Features
 from partage.identity.ins import INS_NIR_OID, INS_OIDS, InvalidIns, normalize_ins, validate_ins
 from partage.identity.model import MatchModel
@@ -712,19 +712,16 @@ def grade(judgements: Sequence[PairJudgement], model: MatchModel) -> tuple[str, 
     """A person's match grade and score from its identities' pairs with the input; None
     for "certainly not" (a rule excludes it) and for too weak a resemblance.
 
-    Certain: as for linking (a certain rule, or every pair above the lower threshold and
-    the best above the upper one, none capped); probable: the best pair above the lower
-    threshold; possible: just below it (POSSIBLE_MARGIN).
+    Certain: what would link (`decide.person_standing`); probable: what would go to review;
+    possible: the best pair just below the lower threshold (POSSIBLE_MARGIN).
     """
-    if not judgements or any(j.excluded for j in judgements):
+    standing = person_standing(judgements, model)
+    if standing is None:
         return None
     best = max(j.weight for j in judgements)
-    worst = min(j.weight for j in judgements)
-    if any(j.certain for j in judgements) or (
-        best >= model.upper and worst >= model.lower and not any(j.capped for j in judgements)
-    ):
+    if standing is Verdict.link:
         label = "certain"
-    elif best >= model.lower:
+    elif standing is Verdict.review:
         label = "probable"
     elif best >= model.lower - POSSIBLE_MARGIN:
         label = "possible"
