@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import hl7.client
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -13,7 +14,7 @@ from partage.db import transaction
 from partage.identity.feed import AdtFeed
 from partage.identity.models import LocalIdentity, Person, PersonStatus
 from partage.platform import Platform
-from partage.security.models import Establishment
+from partage.security.models import Establishment, OAuthClient
 from tests.identity.factories import unique_family
 from tests.interop.test_hl7_adt import adt, cx
 from tests.interop.test_mllp import Listener, err, msa
@@ -122,3 +123,52 @@ def test_an_unknown_domain_and_a_bad_a40_are_answered_ae(
         feed_listener.port, adt("A31", control_id="M2", pid_changes=pid_for(chu, "5001", family))
     )
     assert msa(ack) == ("AA", "M2")
+
+
+def test_an_adt_feed_from_two_establishments_is_found_with_ihe_pix(
+    platform: Platform,
+    make_establishment: Callable[..., Establishment],
+    make_client: Callable[..., tuple[OAuthClient, str | None]],
+    feed_listener: Listener,
+    live_server: str,
+) -> None:
+    """The acceptance path: two hospitals' ADT feeds build one person, which a FHIR client
+    finds from either IPP with PIXm."""
+    chu, chnv = make_establishment(), make_establishment()
+    family = unique_family()
+    assert (
+        msa(
+            send(
+                feed_listener.port,
+                adt("A01", control_id="P1", pid_changes=pid_for(chu, "77001", family)),
+            )
+        )[0]
+        == "AA"
+    )
+    assert (
+        msa(
+            send(
+                feed_listener.port,
+                adt("A04", control_id="P2", pid_changes=pid_for(chnv, "N-5", family)),
+            )
+        )[0]
+        == "AA"
+    )
+    client, secret = make_client("system/Patient.rs")
+    token = httpx.post(
+        f"{live_server}/oauth2/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client.client_id, secret or ""),
+    ).json()["access_token"]
+    answer = httpx.get(
+        f"{live_server}/fhir/Patient/$ihe-pix",
+        params={"sourceIdentifier": f"urn:oid:{chu.patient_id_oid}|77001"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 200, answer.text
+    targets = {
+        (p["valueIdentifier"]["system"], p["valueIdentifier"]["value"])
+        for p in answer.json()["parameter"]
+        if p["name"] == "targetIdentifier"
+    }
+    assert (f"urn:oid:{chnv.patient_id_oid}", "N-5") in targets

@@ -121,15 +121,8 @@ def test_review_link_and_not_duplicate(platform: Platform, make_establishment: M
         platform,
         chnv,
         "21",
-        # A typo in the name, the next day, nothing else to go by: a person must look.
-        traits(
-            family,
-            birth_family_name=family[:2] + family[1:],  # a doubled vowel
-            birth_date=another_day(family),
-            address="",
-            phone="",
-            birth_place_code="",
-        ),
+        # Another day, another sex (a typing error, or another person): a person must look.
+        traits(family, birth_date=another_day(family), sex=Sex.male, phone=""),
     )
     assert doubtful.verdict is Verdict.review
     with transaction(platform.sessions) as session:

@@ -115,8 +115,8 @@ class MatchModel:
         u: Sequence[Sequence[float]] | None = None,
         *,
         candidate_match_rate: float = 0.3,
-        upper: float = 24.0,
-        lower: float = 14.0,
+        upper: float = 26.0,
+        lower: float = 20.0,
     ) -> None:
         default_m, default_u = _default_parameters()
         self.m = [list(row) for row in (m or default_m)]

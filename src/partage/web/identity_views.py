@@ -34,7 +34,7 @@ from partage.identity.models import (
     Review,
     ReviewStatus,
 )
-from partage.identity.normalize import compact, digits, fold
+from partage.identity.normalize import address_form, compact, digits, fold
 from partage.identity.store import ATTRIBUTES
 from partage.identity.traits import IdentityStatus
 from partage.security.models import Establishment
@@ -635,7 +635,7 @@ def trait_rows(a: IdentityView, b: IdentityView, locale: str) -> list[TraitRow]:
         _row(
             t(N_("Birth place (INSEE code)")), a.birth_place, b.birth_place, str.upper, strict=True
         ),
-        _row(t(N_("Address")), a.address, b.address, fold),
+        _row(t(N_("Address")), a.address, b.address, address_form),
         _row(t(N_("Phone")), a.phone, b.phone, digits),
         _row(t(N_("INS")), a.ins, b.ins, normalize_ins),
         TraitRow(
