@@ -14,10 +14,11 @@ from partage.db import transaction
 from partage.identity.feed import AdtFeed
 from partage.identity.models import LocalIdentity, Person, PersonStatus
 from partage.platform import Platform
-from partage.security.models import Establishment, OAuthClient
+from partage.security.models import Establishment
 from tests.identity.factories import unique_family
 from tests.interop.test_hl7_adt import adt, cx
 from tests.interop.test_mllp import Listener, err, msa
+from tests.interop.tokens import system_token
 
 
 @pytest.fixture
@@ -128,7 +129,6 @@ def test_an_unknown_domain_and_a_bad_a40_are_answered_ae(
 def test_an_adt_feed_from_two_establishments_is_found_with_ihe_pix(
     platform: Platform,
     make_establishment: Callable[..., Establishment],
-    make_client: Callable[..., tuple[OAuthClient, str | None]],
     feed_listener: Listener,
     live_server: str,
 ) -> None:
@@ -154,12 +154,7 @@ def test_an_adt_feed_from_two_establishments_is_found_with_ihe_pix(
         )[0]
         == "AA"
     )
-    client, secret = make_client("system/Patient.rs")
-    token = httpx.post(
-        f"{live_server}/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=(client.client_id, secret or ""),
-    ).json()["access_token"]
+    token = system_token(live_server, platform, "system/Patient.rs", name="PIX")
     answer = httpx.get(
         f"{live_server}/fhir/Patient/$ihe-pix",
         params={"sourceIdentifier": f"urn:oid:{chu.patient_id_oid}|77001"},

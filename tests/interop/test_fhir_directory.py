@@ -16,13 +16,11 @@ from fhir.resources.R4B.practitionerrole import PractitionerRole as FhirPractiti
 from fhirpy import SyncFHIRClient
 
 from partage.app import create_app
-from partage.db import transaction
 from partage.directory import finess, rpps
 from partage.platform import Platform
-from partage.security import actions
-from partage.security.principal import operator_principal
 from tests.conftest import build_platform, free_port, serving
 from tests.directory.extracts import import_finess_rows, import_rpps_rows, rpps_row, site_number
+from tests.interop.tokens import system_token
 
 RPPS_SYSTEM = "https://rpps.esante.gouv.fr"
 IDNPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
@@ -44,24 +42,6 @@ class DirectoryServer:
         headers = {"Authorization": f"Bearer {token or self.token}"}
         headers.update(kwargs.pop("headers", {}))  # type: ignore[arg-type]
         return httpx.get(f"{self.base}/fhir{path}", headers=headers, **kwargs)  # type: ignore[arg-type]
-
-
-def _client_token(base: str, platform: Platform, scopes: str) -> str:
-    with transaction(platform.sessions) as session:
-        created = actions.create_client(
-            session,
-            platform.keyring,
-            actor=operator_principal(),
-            name=f"EHR {scopes}",
-            scopes=scopes,
-        )
-    response = httpx.post(
-        f"{base}/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=(created.client.client_id, created.client_secret or ""),
-    )
-    response.raise_for_status()
-    return str(response.json()["access_token"])
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +77,7 @@ def directory_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Direc
     import_rpps_rows(platform, rows, "rpps.txt")
     app = create_app(platform.settings, platform=platform)
     with serving(app, port) as base:
-        token = _client_token(
+        token = system_token(
             base,
             platform,
             "system/Practitioner.rs system/Organization.rs system/PractitionerRole.rs",
@@ -287,7 +267,7 @@ def test_tokens_and_scopes(directory_server: DirectoryServer) -> None:
     anonymous = httpx.get(f"{directory_server.base}/fhir/Practitioner")
     assert anonymous.status_code == 401
     assert anonymous.json()["resourceType"] == "OperationOutcome"
-    narrow = _client_token(
+    narrow = system_token(
         directory_server.base, directory_server.platform, "system/Organization.rs"
     )
     refused = directory_server.get("/Practitioner", token=narrow)

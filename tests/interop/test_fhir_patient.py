@@ -37,6 +37,7 @@ from partage.security.scopes import Scopes
 from partage.security.service import get_territory
 from tests.conftest import TEST_PASSWORD, build_platform, free_port, serving
 from tests.identity.factories import TEST_ACTOR, receive, traits, unique_family
+from tests.interop.tokens import system_token
 
 INS_SYSTEM = f"urn:oid:{INS_NIR_OID}"
 CHU_OID = "1.2.250.1.999.86.1"
@@ -107,24 +108,6 @@ def _establishment(platform: Platform, code: str, oid: str) -> Establishment:
             kind=EstablishmentKind.hospital,
             oid=oid,
         )
-
-
-def _client_token(base: str, platform: Platform, scopes: str) -> str:
-    with transaction(platform.sessions) as session:
-        created = actions.create_client(
-            session,
-            platform.keyring,
-            actor=operator_principal(),
-            name=f"PIX {scopes}",
-            scopes=scopes,
-        )
-    response = httpx.post(
-        f"{base}/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=(created.client.client_id, created.client_secret or ""),
-    )
-    response.raise_for_status()
-    return str(response.json()["access_token"])
 
 
 def _account_token(platform: Platform, profile: Profile, establishment: Establishment) -> str:
@@ -267,7 +250,7 @@ def patients(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PatientServer
     MODEL_CACHE.invalidate()
     app = create_app(platform.settings, platform=platform)
     with serving(app, port) as base:
-        token = _client_token(base, platform, "system/Patient.rs")
+        token = system_token(base, platform, "system/Patient.rs")
         yield PatientServer(base, token, platform, names, nir, ids)
     platform.close()
     database.drop()
@@ -740,7 +723,7 @@ def test_match_refuses_malformed_input(patients: PatientServer) -> None:
 def test_scopes_and_the_access_decision(patients: PatientServer) -> None:
     anonymous = httpx.get(f"{patients.base}/fhir/Patient/{patients.ids['A']}")
     assert anonymous.status_code == 401
-    directory_only = _client_token(patients.base, patients.platform, "system/Practitioner.rs")
+    directory_only = system_token(patients.base, patients.platform, "system/Practitioner.rs")
     for path, params in (
         (f"/Patient/{patients.ids['A']}", {}),
         ("/Patient", {"family": patients.names.family}),
