@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 
 from partage.cli.common import (
     err,
@@ -35,6 +35,7 @@ app = typer.Typer(
 )
 
 SHOWN_REJECTIONS = 20
+LINKS_PAGE = 50_000
 ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
 
 
@@ -137,15 +138,23 @@ def links_command() -> None:
     """Print `source,local_id,person_id` for every local identity (CSV on stdout)."""
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(("source", "local_id", "person_id"))
-    with open_platform() as platform, reading(platform) as session:
-        rows = session.execute(
-            select(Establishment.code, LocalIdentity.local_id, LocalIdentity.person_id)
-            .join(Establishment, Establishment.id == LocalIdentity.establishment_id)
-            .order_by(Establishment.code, LocalIdentity.local_id)
-            .execution_options(yield_per=50_000)
-        )
-        for code, local_id, person_id in rows:
-            writer.writerow((code, local_id, person_id))
+    with open_platform() as platform:
+        after: tuple[str, str] = ("", "")
+        while True:
+            # Pages by key: a read session holds no transaction (PostgreSQL: no cursor).
+            with reading(platform) as session:
+                rows = session.execute(
+                    select(Establishment.code, LocalIdentity.local_id, LocalIdentity.person_id)
+                    .join(Establishment, Establishment.id == LocalIdentity.establishment_id)
+                    .where(tuple_(Establishment.code, LocalIdentity.local_id) > after)
+                    .order_by(Establishment.code, LocalIdentity.local_id)
+                    .limit(LINKS_PAGE)
+                ).all()
+            for code, local_id, person_id in rows:
+                writer.writerow((code, local_id, person_id))
+            if len(rows) < LINKS_PAGE:
+                return
+            after = (rows[-1][0], rows[-1][1])
 
 
 @app.command("generate")
