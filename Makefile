@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint install install-dev bench clean
+.PHONY: run test lint install install-dev bench bench-identity clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,15 @@ bench: install-dev
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/directory_import.py
 	$(BIN)/python bench/directory_search.py
+
+# The identity benchmarks take longer than `bench` (about 20 minutes on 2 cores): a million
+# identities federated, then 1,000 incremental ones against them, then the ADT feed.
+IDENTITY_BENCH_DIR ?= var/bench-identity
+bench-identity: install-dev
+	rm -rf $(IDENTITY_BENCH_DIR)
+	$(BIN)/python bench/identity_bulk.py --data-dir $(IDENTITY_BENCH_DIR)
+	$(BIN)/python bench/identity_incremental.py --from $(IDENTITY_BENCH_DIR) --discard
+	$(BIN)/python bench/identity_mllp.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,7 @@
 """Benchmark of the bulk federation of patient identities, with the identity issue's target.
 
-    .venv/bin/python bench/identity_bulk.py [--records N] [--database-url URL] [--keep]
-                                            [--csv-dir DIR]
+    .venv/bin/python bench/identity_bulk.py [--records N] [--database-url URL]
+                                            [--keep | --data-dir DIR] [--csv-dir DIR]
 
 A synthetic French population (`partage.identity.synthetic`: about 550,000 persons for the
 default 1,000,000 local identities, with their twins, namesakes, typos, married names…) is
@@ -17,7 +17,8 @@ On a 2-core machine shared with other work, wall time swings with the load: CPU 
 steadier figure, and both are printed.
 
 `--keep` keeps the data directory (and on PostgreSQL the schema), described in its
-`bench.json`, for `bench/identity_incremental.py --from DIR`. `--csv-dir` keeps the generated
+`bench.json`, for `bench/identity_incremental.py --from DIR` (`--data-dir DIR`: that
+directory, kept, instead of a temporary one). `--csv-dir` keeps the generated
 files there and reuses them when they match (same records and seed): generating 1,000,000
 records takes a minute or two. On PostgreSQL each run works in a schema of its own, dropped
 at the end unless kept.
@@ -290,6 +291,7 @@ def main() -> None:
     parser.add_argument(
         "--keep", action="store_true", help="keep the data directory (and PostgreSQL schema)"
     )
+    parser.add_argument("--data-dir", type=Path, help="the data directory to use and keep")
     parser.add_argument("--csv-dir", type=Path, help="where to keep (and reuse) the CSV files")
     parser.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -301,7 +303,10 @@ def main() -> None:
         f"Partage identity bulk federation — {backend}, {os.cpu_count()} CPUs, "
         f"{args.records:,} local identities"
     )
-    data_dir = Path(tempfile.mkdtemp(prefix="partage-identity-bench-"))
+    if args.data_dir is not None:
+        args.keep = True
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="partage-identity-bench-"))
     try:
         with database(args.database_url, data_dir, keep=args.keep) as url:
             csv_dir = args.csv_dir or data_dir / "csv"

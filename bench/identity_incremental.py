@@ -210,9 +210,18 @@ def main() -> None:
         "--csv-dir", type=Path, help="generated files to reuse (see the bulk bench)"
     )
     parser.add_argument("--profile", type=Path, help="write a cProfile of the timed calls here")
+    parser.add_argument(
+        "--discard",
+        action="store_true",
+        help="with --from: remove that directory (and its PostgreSQL schema) at the end",
+    )
     args = parser.parse_args()
     if args.source is not None:
-        run(args.source, args.incoming, args.profile)
+        try:
+            run(args.source, args.incoming, args.profile)
+        finally:
+            if args.discard:
+                discard(args.source)
         return
     with tempfile.TemporaryDirectory(prefix="partage-identity-bench-") as tmp:
         data_dir = Path(tmp)
@@ -222,6 +231,24 @@ def main() -> None:
             csv_dir = args.csv_dir or data_dir / "csv"
             bulk_load(data_dir, url, csv_dir, args.records, SEED)
             run(data_dir, args.incoming, args.profile)
+
+
+def discard(data_dir: Path) -> None:
+    """Remove a kept data directory, and the PostgreSQL schema its database URL names."""
+    import re
+    import shutil
+
+    from sqlalchemy import create_engine, text
+
+    description = json.loads((data_dir / BENCH_FILE).read_text())
+    url = description["database_url"]
+    schema = re.search(r"search_path%3D(bench_[0-9a-f]+)", url)
+    if url.startswith("postgresql") and schema:
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema.group(1)}" CASCADE'))
+        engine.dispose()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def run(data_dir: Path, incoming: int, profile: Path | None) -> None:
@@ -240,7 +267,7 @@ def run(data_dir: Path, incoming: int, profile: Path | None) -> None:
             known = session.query(LocalIdentity).filter(LocalIdentity.active).count()
         print(
             f"Partage incremental identity matching — {backend}, {os.cpu_count()} CPUs, "
-            f"{known:,} identities known ({len(present):,} persons generated), {len(timed):,} "
+            f"{known:,} identities known ({len(present):,} persons in the files), {len(timed):,} "
             f"incoming (half known persons), drawn in {prepared:.0f} s"
         )
         warm_calls, _, _ = receive_all(platform, warm_up, None)

@@ -10,11 +10,16 @@ already known under the same local id are updated through the incremental path.
 from __future__ import annotations
 
 import csv
+import gc
+import json
+import queue
 import random
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from typing import IO, Any, cast, overload
 
 from sqlalchemy import Table, select
@@ -230,7 +235,8 @@ def import_identities(
     updates = [(line, local_id, value) for line, local_id, value in rows if local_id in known]
     now = utcnow()
     if new:
-        _federate_new(session, establishment, new, actor, report, now, progress)
+        with _collector_paused():
+            _federate_new(session, establishment, new, actor, report, now, progress)
     for done, (line, local_id, value) in enumerate(updates, start=1):
         try:
             with session.begin_nested():
@@ -289,7 +295,7 @@ _FIRST_KEY, _FIRST_TRAIT = 2, 2 + len(KEY_COLUMNS)
 _FETCH = 20_000
 # SQLite's page cache while the file's rows go into the table and its dozen indexes (KiB).
 # The default (2 MB) makes every insert of a large file re-read and spill index pages.
-_SQLITE_IMPORT_CACHE_KIB = 512 * 1024
+_SQLITE_IMPORT_CACHE_KIB = 1024 * 1024
 
 
 class _Known:
@@ -386,10 +392,8 @@ class _Features(Sequence[Features]):
         f = self._items[i]
         if f is None:
             f = self._items[i] = _known_features(self._known[i])
+            self._known[i] = ()  # the row is not needed any more
         return f
-
-    def computed(self) -> int:
-        return sum(f is not None for f in self._items[: len(self._known)])
 
 
 def _estimation_sample(features: Sequence[Features]) -> Sequence[Features]:
@@ -468,59 +472,148 @@ def _federate_new(
     for n in range(len(new)):
         frequencies.add(features[count + n])
     author = author_of(actor)
-    persons_rows: list[tuple[Any, ...]] = []
-    identity_rows: list[tuple[Any, ...]] = []
-    link_rows: list[tuple[Any, ...]] = []
-    review_rows: dict[tuple[Any, Any], tuple[Any, ...]] = {}
     origin_link, probabilistic = LinkMethod.origin.value, LinkMethod.probabilistic.value
     certain = LinkMethod.qualified_ins.value
     total = len(new)
-    for n, (_, local_id, value) in enumerate(new):
-        i = count + n
-        f = features[i]
-        outcome = place(f, index, features, model, frequencies)
-        origin = origins[n]
-        person = origin
-        if outcome.verdict is Verdict.link and outcome.person is not None:
-            assert outcome.judgement is not None
-            person = numbers[outcome.person]
-            method = certain if outcome.judgement.certain else probabilistic
-            persons_rows.append((origin, "merged", person))
-            link_rows.append((identity_ids[i], origin, origin_link, None, None, method))
-            link_rows.append(
-                (
-                    identity_ids[i],
-                    person,
-                    method,
-                    outcome.judgement.weight,
-                    explanation(outcome.judgement, model),
-                    None,
+    reviewed: set[tuple[Any, ...]] = set()
+    chunk = _Chunk()
+    with _large_cache(session), _Writer(session, bulk, author, now) as writer:
+        for n, (_, local_id, value) in enumerate(new):
+            i = count + n
+            f = features[i]
+            outcome = place(f, index, features, model, frequencies)
+            origin = origins[n]
+            person = origin
+            if outcome.verdict is Verdict.link and outcome.person is not None:
+                assert outcome.judgement is not None
+                person = numbers[outcome.person]
+                method = certain if outcome.judgement.certain else probabilistic
+                chunk.persons.append((origin, "merged", person))
+                chunk.links.append(
+                    (bulk.new_id(), identity_ids[i], origin, origin_link, None, None, method)
                 )
+                chunk.links.append(
+                    (
+                        bulk.new_id(),
+                        identity_ids[i],
+                        person,
+                        method,
+                        outcome.judgement.weight,
+                        explanation(outcome.judgement, model),
+                        None,
+                    )
+                )
+                report.linked += 1
+            else:
+                chunk.persons.append((origin, "active", None))
+                chunk.links.append(
+                    (bulk.new_id(), identity_ids[i], origin, origin_link, None, None, None)
+                )
+            index.add(i, f, number(person))
+            for item in outcome.reviews:
+                pair = tuple(sorted((identity_ids[i], identity_ids[item.record])))
+                if pair not in reviewed:  # the first proposal of a pair is kept
+                    reviewed.add(pair)
+                    why = explanation(item.judgement, model)
+                    chunk.reviews.append((bulk.new_id(), *pair, item.judgement.weight, why))
+                report.reviews += 1
+            chunk.identities.append(
+                _identity_row(establishment, local_id, value, f, identity_ids[i], person, origin)
             )
-            report.linked += 1
-        else:
-            persons_rows.append((origin, "active", None))
-            link_rows.append((identity_ids[i], origin, origin_link, None, None, None))
-        index.add(i, f, number(person))
-        for item in outcome.reviews:
-            pair = tuple(sorted((identity_ids[i], identity_ids[item.record])))
-            if pair not in review_rows:  # the first proposal of a pair is kept
-                weight = item.judgement.weight
-                review_rows[pair] = (*pair, weight, explanation(item.judgement, model))
-            report.reviews += 1
-        identity_rows.append(
-            _identity_row(establishment, local_id, value, f, identity_ids[i], person, origin)
-        )
-        report.created += 1
-        if progress is not None and (n + 1) % 2000 == 0:
-            progress("matching", n + 1, total)
-    if progress is not None:
-        progress("writing", 0, 1)
-    with _large_cache(session):
-        _write(
-            bulk, persons_rows, identity_rows, link_rows, list(review_rows.values()), author, now
-        )
+            report.created += 1
+            if len(chunk.identities) >= _CHUNK:
+                writer.put(chunk)
+                chunk = _Chunk()
+            if progress is not None and (n + 1) % 2000 == 0:
+                progress("matching", n + 1, total)
+        writer.put(chunk)
+        if progress is not None:
+            progress("writing", 0, 1)
     count_names(session, [features[count + n] for n in range(len(new))])
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while millions of long-lived objects are being built:
+    each full collection would walk them all again (about a tenth of a large import's time);
+    nothing here makes cycles worth collecting before the end."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@dataclass
+class _Chunk:
+    """Rows of consecutive new identities, ready for `_write` (ids in the driver's form)."""
+
+    persons: list[tuple[Any, ...]] = field(default_factory=list)
+    identities: list[tuple[Any, ...]] = field(default_factory=list)
+    links: list[tuple[Any, ...]] = field(default_factory=list)
+    reviews: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+_CHUNK = 20_000
+
+
+class _Writer:
+    """Writes chunks in a thread of its own while matching goes on, on the session's
+    connection (which the matching does not use meanwhile), in the session's transaction.
+
+    The database's work overlaps the matching on a second core: PostgreSQL's, in its own
+    process, from COPY; SQLite's (B-trees and a dozen indexes) in this process, while the
+    driver has left Python's lock — for the whole of a chunk, since each table's rows go in
+    one statement (`_json_insert`; row by row, the thread would wait for the lock after
+    every row). Chunks are written in order, each persons → identities → links → reviews,
+    so that every row refers to rows already there. An error in the thread is raised in the
+    caller.
+    """
+
+    def __init__(self, session: Session, bulk: Bulk, author: str, now: datetime) -> None:
+        self._author = author
+        self._insert: Insert = bulk.insert
+        if not bulk.postgresql:
+            driver = session.connection().connection.dbapi_connection
+            quote = session.get_bind().dialect.identifier_preparer.quote
+            self._insert = partial(_json_insert, driver, quote)
+        self._bulk = bulk
+        self._stamp = bulk.value(_PERSONS, "created_at", now)
+        for table, column in (
+            (_IDENTITIES, "birth_date"),
+            (_LINKS, "explanation"),
+            (_REVIEWS, "explanation"),
+        ):
+            bulk.value(table, column, None)  # its converter found now, not in the thread
+        self._queue: queue.Queue[_Chunk | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="identity-import-writer")
+
+    def __enter__(self) -> _Writer:
+        self._thread.start()
+        return self
+
+    def put(self, chunk: _Chunk) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(chunk)
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if kind is None and self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drained: the caller learns of the error at its next put
+            try:
+                _write(self._bulk, self._insert, chunk, self._author, self._stamp)
+            except BaseException as error:  # handed over to the caller
+                self._error = error
 
 
 _IDENTITY_COLUMNS = (
@@ -557,30 +650,47 @@ def _identity_row(
     )  # fmt: skip
 
 
-def _write(
-    bulk: Bulk,
-    persons_rows: list[tuple[Any, ...]],
-    identity_rows: list[tuple[Any, ...]],
-    link_rows: list[tuple[Any, ...]],
-    review_rows: list[tuple[Any, ...]],
-    author: str,
-    now: datetime,
+Insert = Callable[[Table, Sequence[str], Sequence[tuple[Any, ...]]], None]
+
+
+def _json_insert(
+    driver: Any,
+    quote: Callable[[str], str],
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
 ) -> None:
-    """The rows in the driver's form: ids are already; constants are converted once, and
-    only the columns whose type needs it (dates, JSON, booleans) row by row."""
-    stamp = bulk.value(_PERSONS, "created_at", now)
-    yes, no = bulk.value(_IDENTITIES, "active", True), bulk.value(_IDENTITIES, "active", False)
-    flag = {True: yes, False: no}
+    """Rows into a SQLite table in one statement, as one JSON array (numbers, text, null:
+    SQLite reads each back to the very value bound otherwise)."""
+    if not rows:
+        return
+    names = ", ".join(quote(c) for c in columns)
+    values = ", ".join(f"value ->> {k}" for k in range(len(columns)))
+    sql = f"INSERT INTO {quote(table.name)} ({names}) SELECT {values} FROM json_each(?)"  # noqa: S608
+    cursor = driver.cursor()
+    try:
+        cursor.execute(sql, (json.dumps(rows),))
+    finally:
+        cursor.close()
+
+
+def _write(bulk: Bulk, insert: Insert, chunk: _Chunk, author: str, stamp: Any) -> None:
+    """One chunk's rows in the driver's form: ids are already, the time stamp was converted
+    once, and only the columns whose type needs it (dates, JSON) are converted row by row."""
     # Persons first (surviving ones before those merged into them: foreign keys).
-    ordered = sorted(persons_rows, key=lambda row: row[1] != "active")
-    bulk.insert(
+    ordered = sorted(chunk.persons, key=lambda row: row[1] != "active")
+    insert(
         _PERSONS,
         ("id", "status", "merged_into_id", "created_at", "updated_at"),
         [(*row, stamp, stamp) for row in ordered],
     )
-    establishment_id = bulk.value(_IDENTITIES, "establishment_id", identity_rows[0][1])
+    if not chunk.identities:
+        return
+    yes, no = bulk.value(_IDENTITIES, "active", True), bulk.value(_IDENTITIES, "active", False)
+    flag = {True: yes, False: no}
+    establishment_id = bulk.value(_IDENTITIES, "establishment_id", chunk.identities[0][1])
     keys = len(KEY_COLUMNS)
-    bulk.insert(
+    insert(
         _IDENTITIES,
         _IDENTITY_COLUMNS,
         [
@@ -600,19 +710,19 @@ def _write(
                 stamp,
                 *row[-keys:],
             )
-            for row in identity_rows
+            for row in chunk.identities
         ],
     )
     link_columns = (
         "id", "local_identity_id", "person_id", "method", "score", "explanation", "started_at",
         "ended_at", "ended_reason", "author",
     )  # fmt: skip
-    bulk.insert(
+    insert(
         _LINKS,
         link_columns,
         [
             (
-                bulk.new_id(),
+                link_id,
                 identity,
                 person,
                 method,
@@ -623,16 +733,16 @@ def _write(
                 ended,
                 author,
             )
-            for identity, person, method, score, why, ended in link_rows
+            for link_id, identity, person, method, score, why, ended in chunk.links
         ],
     )
     open_status = bulk.value(_REVIEWS, "status", ReviewStatus.open.value)
-    bulk.insert(
+    insert(
         _REVIEWS,
         ("id", "first_id", "second_id", "score", "explanation", "status", "created_at"),
         [
             (
-                bulk.new_id(),
+                review_id,
                 first,
                 second,
                 score,
@@ -640,6 +750,6 @@ def _write(
                 open_status,
                 stamp,
             )
-            for first, second, score, why in review_rows
+            for review_id, first, second, score, why in chunk.reviews
         ],
     )

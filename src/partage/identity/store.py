@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -141,9 +141,16 @@ def frequencies_for(session: Session, features: Features, total: int) -> TermFre
     wanted = [(kind, value) for kind, value in wanted if value]
     counts: dict[tuple[str, str], int] = {}
     if wanted:
+        # One equality pair per name, not a row-value IN: SQLite scans the whole table for
+        # `(kind, value) IN (VALUES …)` where it looks these up in the primary key.
         rows = session.execute(
             select(NameFrequency.kind, NameFrequency.value, NameFrequency.count).where(
-                tuple_(NameFrequency.kind, NameFrequency.value).in_(wanted)
+                or_(
+                    *(
+                        and_(NameFrequency.kind == kind, NameFrequency.value == value)
+                        for kind, value in wanted
+                    )
+                )
             )
         )
         counts = {(kind, value): count for kind, value, count in rows}
