@@ -1,6 +1,6 @@
 """Benchmark of incremental identity matching against a large territory, with the target.
 
-    .venv/bin/python bench/identity_incremental.py [--from DIR] [--records N]
+    .venv/bin/python bench/identity_incremental.py [--from DIR [--discard]] [--records N]
                                                    [--database-url URL] [--incoming N]
 
 With N local identities already federated (default 1,000,000: reuse a data directory kept by
@@ -17,7 +17,8 @@ half became (linked to the right person, left alone, linked wrongly) against the
 The first calls after start-up load the model and count the population (cached for a
 minute): a few warm-up identities are received first and not counted; the first call's time
 is printed apart. The identities received stay in the database (their local ids are unique
-to the run), so a kept directory grows by about a thousand per run.
+to the run, and each run draws other ones), so a kept directory grows by about a thousand
+per run; `--discard` removes it (and its PostgreSQL schema) at the end.
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ def incoming_records(
             present = {int(row[2]) for row in csv.reader(stream)}
     else:
         present = {p.number for p in generator.people}
-    rng = random.Random(seed + 1)
-    generator.rng = rng  # new records and new persons: another draw
+    rng = random.Random(f"{seed}/{run}")
+    generator.rng = rng  # new records and new persons: another draw, one per run
     known_half = count // 2
     chosen = [generator.people[n] for n in rng.sample(sorted(present), known_half)]
     start = len(generator.people)
@@ -181,10 +182,13 @@ def outcomes(
             others = session.query(LocalIdentity.establishment_id, LocalIdentity.local_id).filter(
                 LocalIdentity.person_id == identity.person_id, LocalIdentity.id != identity_id
             )
-            persons = {truth.get((codes[e], local)) for e, local in others}
+            found = [truth.get((codes[e], local)) for e, local in others]
+            persons = {p for p in found if p is not None}
             half = "known person" if known else "new person"
-            if not persons:
+            if not found:
                 tally[f"{half}: alone"] += 1
+            elif not persons:  # identities received by an earlier run on this directory
+                tally[f"{half}: linked to earlier runs' identities only"] += 1
             elif persons == {person}:
                 tally[f"{half}: linked to the right person"] += 1
             else:

@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -262,12 +263,18 @@ def bench(url: str, data_dir: Path, senders: int, seconds: float, messages: int)
         time.sleep(3.0)  # the senders are up, connected and waiting
         began = time.time()
         until.value = began + (seconds if not messages else 86400.0)
+        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         start.set()
         outcome = [results.get(timeout=7200) for _ in batches]
+        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         for process in processes:
             process.join(30)
+        senders_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     finally:
         listener.close()
+    listener_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (
+        cpu_after.ru_stime - cpu_before.ru_stime
+    )
     ended = max(item[3] for item in outcome)
     codes: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
@@ -296,6 +303,11 @@ def bench(url: str, data_dir: Path, senders: int, seconds: float, messages: int)
     print(
         f"ACK round trip per message: p50 {statistics.median(latencies):.1f} ms, p95 "
         f"{latencies[int(len(latencies) * 0.95)]:.1f} ms, max {latencies[-1]:.1f} ms"
+    )
+    print(
+        f"CPU: the listener process {listener_cpu:.1f} s ({listener_cpu / elapsed:.2f} of a core: "
+        f"its Python runs one thread at a time), the {senders} senders "
+        f"{senders_cpu.ru_utime + senders_cpu.ru_stime:.1f} s in all"
     )
     print("ACK codes: " + ", ".join(f"{c} {n:,}" for c, n in sorted(codes.items())))
     for reason, n in reasons.most_common():

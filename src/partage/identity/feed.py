@@ -42,23 +42,23 @@ class AdtFeed:
                 attributes=frozenset(a.value for a in patient.attributes),
                 ins_oid=patient.ins_oid,
             )
+            # No savepoint: a refusal raises out of the transaction, which rolls it all back.
             try:
-                with session.begin_nested():
-                    do_receive_identity(
+                do_receive_identity(
+                    session,
+                    establishment=establishment,
+                    local_id=patient.ipp.value,
+                    value=value,
+                    actor=actor,
+                )
+                if message.merged_id is not None:
+                    do_merge_local(
                         session,
-                        establishment=establishment,
-                        local_id=patient.ipp.value,
-                        value=value,
+                        establishment_id=establishment.id,
+                        surviving_local_id=patient.ipp.value,
+                        absorbed_local_id=message.merged_id.value,
                         actor=actor,
                     )
-                    if message.merged_id is not None:
-                        do_merge_local(
-                            session,
-                            establishment_id=establishment.id,
-                            surviving_local_id=patient.ipp.value,
-                            absorbed_local_id=message.merged_id.value,
-                            actor=actor,
-                        )
             except IdentityError as error:
                 where = ("MRG", 1) if message.merged_id is not None else ("PID", 3)
                 raise AdtError(
