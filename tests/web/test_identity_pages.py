@@ -29,7 +29,7 @@ from partage.identity.models import Link, LinkMethod, LocalIdentity, Review
 from partage.identity.traits import IdentityTraits, Sex
 from partage.platform import Platform
 from partage.security.models import Establishment, Profile
-from partage.web import identity_views as views
+from partage.web.identity_review_views import open_reviews
 from tests.conftest import MadeAccount
 from tests.identity.factories import receive, unique_family
 from tests.web.helpers import HTML, csrf_of, sign_in
@@ -382,7 +382,7 @@ def test_the_queue_pages_without_losing_or_repeating_a_pair(
         after = None
         with transaction(platform.read_sessions) as session:
             while True:
-                page = views.open_reviews(session, oldest=oldest, after=after, locale="fr", size=1)
+                page = open_reviews(session, oldest=oldest, after=after, locale="fr", size=1)
                 seen += [row.id for row in page.rows]
                 for row in page.rows:
                     review = session.get(Review, row.id)
