@@ -23,7 +23,7 @@ from sqlalchemy import select
 from partage.app import create_app
 from partage.audit.models import AuditEvent
 from partage.db import transaction
-from partage.identity.fhir import PERSON_ID_SYSTEM
+from partage.identity.fhir_patient import PERSON_ID_SYSTEM
 from partage.identity.ins import INS_NIR_OID, make_nir
 from partage.identity.operations import do_merge_local
 from partage.identity.service import MODEL_CACHE
