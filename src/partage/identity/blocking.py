@@ -23,6 +23,7 @@ KEY_COLUMNS = (
     "k_name_given",
     "k_name_given_md",
     "k_phone",
+    "k_dob_postal",
 )
 # The columns a looked-up value is searched in (a used name may be another's birth name).
 QUERY_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -32,6 +33,7 @@ QUERY_COLUMNS: dict[str, tuple[str, ...]] = {
     "k_name_given": ("k_name_given",),
     "k_name_given_md": ("k_name_given_md",),
     "k_phone": ("k_phone",),
+    "k_dob_postal": ("k_dob_postal",),
 }
 
 StoredKeys = tuple[str | None, ...]
@@ -53,6 +55,8 @@ def stored_keys(f: Features) -> StoredKeys:
         if f.birth_phon and f.first_phon and exact_date
         else None,
         f.phone if len(f.phone) >= 7 else None,
+        # Both names mistyped or replaced: the birth date and where the patient lives.
+        f"{_day(exact_date)}|{f.postal}" if exact_date and f.postal else None,
     )
 
 
@@ -76,5 +80,6 @@ def query_keys(f: Features) -> dict[str, set[str]]:
         "k_name_given": {f"{n}|{g}" for n, g in pairs},
         "k_name_given_md": {f"{n}|{g}|{d:%m%d}" for n, g in pairs for d in dates},
         "k_phone": {f.phone} if len(f.phone) >= 7 else set(),
+        "k_dob_postal": {f"{_day(d)}|{f.postal}" for d in dates} if f.postal else set(),
     }
     return keys

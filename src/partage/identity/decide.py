@@ -23,6 +23,7 @@ from partage.identity.features import (
     GIVEN,
     GIVEN_FOUND_AMONG,
     GIVEN_IDENTICAL,
+    GIVEN_OTHERS_DIFFER,
     INS,
     PHONE,
     PLACE,
@@ -52,6 +53,7 @@ class Rule(StrEnum):
     same_qualified_ins = "same qualified INS"
     different_ins = "different INS from the national teleservice"
     twins = "same birth date, different given names (twins?)"
+    siblings = "different given names, close birth dates (siblings?)"
     other_sex_sibling = "different sex and given names"
     generations = "birth dates a generation apart (parent and child?)"
     birth_dates_differ = "birth dates differ"
@@ -91,8 +93,13 @@ def judge(
     same_day = birth_date is not None and birth_date >= 3
     if given is not None and given <= 1 and same_day and not same_id:
         return PairJudgement(score, Rule.twins, excluded=True)
-    if given == GIVEN_FOUND_AMONG and same_day and not same_id:
+    if given in (GIVEN_FOUND_AMONG, GIVEN_OTHERS_DIFFER) and same_day and not same_id:
+        # "Jean André" and "Jean Claude" born the same day: twins called by their second name.
         return PairJudgement(score, Rule.twins, capped=True)
+    if given is not None and given <= 1 and birth_date in (1, 2) and not same_id:
+        # Another first name and a date one digit away: a sibling far more often than two
+        # typing errors in one record.
+        return PairJudgement(score, Rule.siblings, capped=True)
     if sex == 0 and (given is None or given < 4):
         return PairJudgement(score, Rule.other_sex_sibling, excluded=True)
     if birth_date == 0 and not same_id:
@@ -106,21 +113,22 @@ def judge(
     if levels[PLACE] == 0:
         # A strict trait, read from an identity document: it does not change with a move.
         return PairJudgement(score, Rule.birth_places_differ, capped=True)
-    if not _corroborated(levels) and _common_name(a, frequencies):
+    if not _corroborated(a, b, levels) and _common_name(a, frequencies):
         # Namesakes born the same day: rare, but a common name makes them far less rare
         # than the model's independence of traits assumes.
         return PairJudgement(score, Rule.common_name_uncorroborated, capped=True)
     return PairJudgement(score)
 
 
-def _corroborated(levels: Levels) -> bool:
-    """Something besides the names and the birth date agrees."""
+def _corroborated(a: Features, b: Features, levels: Levels) -> bool:
+    """Something besides the names and the birth date agrees (a used name only when it is
+    the same: a married name close to another's is not a second trait)."""
     return (
         levels[PLACE] == 2
         or levels[ADDRESS] == 2
         or levels[PHONE] == 1
         or (levels[INS] or 0) >= 1
-        or levels[USED] == 1
+        or (levels[USED] == 1 and a.used == b.used)
         or levels[GIVEN] == GIVEN_IDENTICAL + 1
     )
 

@@ -110,7 +110,7 @@ def estimate_model(
         ]
         if len(patterns) >= MIN_PAIRS_FOR_M:
             rounds.append((ignored, patterns))
-    model.estimate_m(rounds)
+    model.estimate_prior(model.estimate_m(rounds), len(sample))
     return model
 
 

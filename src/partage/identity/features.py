@@ -145,6 +145,7 @@ COMPARISONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 FAMILY, GIVEN, BIRTH_DATE, SEX, PLACE, ADDRESS, PHONE, INS, USED = range(len(COMPARISONS))
 FAMILY_IDENTICAL = 6
 GIVEN_FOUND_AMONG = 4
+GIVEN_OTHERS_DIFFER = 6  # the same first given name, none of the others shared
 GIVEN_IDENTICAL = 7  # the first given name (levels above it agree even more)
 DATE_IDENTICAL = 5
 
@@ -216,8 +217,8 @@ def _given(a: Features, b: Features) -> int | None:
                 return 8
             # "Christophe Georges" and "Christophe Lucien": two namesakes, not one person
             # whose second name was dropped.
-            if not set(a.given[1:]) & set(b.given[1:]):
-                return 6
+            if not _share_a_name(a.given[1:], b.given[1:]):
+                return GIVEN_OTHERS_DIFFER
         return 7
     if len(a.given) > 1 and len(b.given) > 1 and _nested(a.given, b.given):
         # The same names in another order (each one found, allowing a typo).
@@ -239,6 +240,17 @@ def _given(a: Features, b: Features) -> int | None:
     if similarity >= 0.80:
         return 1
     return 0
+
+
+def _share_a_name(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """One name in both lists, allowing an initial ("M." for MADELEINE), a shortened form
+    and a typo: what a registration desk does to a second given name."""
+    for x in a:
+        for y in b:
+            shorter, longer = sorted((x, y), key=len)
+            if longer.startswith(shorter) or (len(shorter) >= 4 and _distance(x, y) <= 1):
+                return True
+    return False
 
 
 def _house_number(address: str) -> str:

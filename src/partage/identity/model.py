@@ -34,6 +34,20 @@ _TF_MIN_FREQUENCY = 1e-6
 # Name frequencies measured on fewer identities than this say nothing: no adjustment.
 MIN_TF_POPULATION = 1_000
 
+# The thresholds are posterior log2 odds of "same person": a pair's weight plus the prior log2
+# odds that two records of the territory, drawn at random, are one person. That prior falls
+# as the territory grows (one more person is one more namesake to tell apart), so the weight
+# a link needs rises with it: calibrated on the synthetic French population at 40,000
+# records (prior -14.7 bits; weights 26 and 21 bits): no false automatic merge, a review
+# queue under 2 % of records.
+LINK_POSTERIOR = 11.3
+REVIEW_POSTERIOR = 6.3
+# The prior an unestimated model assumes (the calibration's), and the bounds of the weight
+# a link needs whatever the estimate: small or very duplicated files never link on less.
+DEFAULT_PRIOR_LOG2 = -14.7
+MIN_UPPER = 22.0
+MAX_UPPER = 40.0
+
 
 def _default_parameters() -> tuple[list[list[float]], list[list[float]]]:
     """Starting values (and the model of an empty territory): deliberately conservative."""
@@ -115,16 +129,20 @@ class MatchModel:
         u: Sequence[Sequence[float]] | None = None,
         *,
         candidate_match_rate: float = 0.3,
-        upper: float = 26.0,
-        lower: float = 20.0,
+        prior_log2: float = DEFAULT_PRIOR_LOG2,
     ) -> None:
         default_m, default_u = _default_parameters()
         self.m = [list(row) for row in (m or default_m)]
         self.u = [list(row) for row in (u or default_u)]
         self.candidate_match_rate = candidate_match_rate
-        self.upper = upper
-        self.lower = lower
+        self.set_prior(prior_log2)
         self._refresh()
+
+    def set_prior(self, prior_log2: float) -> None:
+        """The prior log2 odds of a random pair, and the thresholds (weights) it gives."""
+        self.prior_log2 = prior_log2
+        self.upper = min(max(LINK_POSTERIOR - prior_log2, MIN_UPPER), MAX_UPPER)
+        self.lower = self.upper - (LINK_POSTERIOR - REVIEW_POSTERIOR)
 
     def _refresh(self) -> None:
         self.weights = [
@@ -160,11 +178,13 @@ class MatchModel:
         return max(min(tf, generic + 6.0), 0.0)
 
     def probability(self, weight: float) -> float:
-        """The probability of "same person" among candidate pairs, for display."""
-        prior = math.log2(self.candidate_match_rate / (1 - self.candidate_match_rate))
-        odds = weight + prior
+        """The probability of "same person" for a pair of this weight, for display: the
+        posterior odds at the thresholds' prior (a link needs about 99.96 %)."""
+        odds = weight - self.upper + LINK_POSTERIOR
         if odds > 60:
             return 1.0
+        if odds < -60:
+            return 0.0
         return 2**odds / (1 + 2**odds)
 
     # Estimation
@@ -191,8 +211,9 @@ class MatchModel:
 
     def estimate_m(
         self, rounds: Sequence[tuple[frozenset[int], Iterable[Levels]]], *, iterations: int = 40
-    ) -> None:
-        """m by EM, one round per blocking key, as Splink does.
+    ) -> list[tuple[float, int]]:
+        """m by EM, one round per blocking key, as Splink does; returns each round's match
+        rate and pair count (for `estimate_prior`).
 
         The pairs one key finds agree on that key's traits by construction: those traits say
         nothing there, and counting them would make every such pair look like a match (the
@@ -202,12 +223,15 @@ class MatchModel:
         sums = [[0.0] * len(row) for row in self.m]
         counts = [0] * len(self.m)
         rates: list[float] = []
+        found: list[tuple[float, int]] = []
         for ignored, levels in rounds:
-            estimated = self._em(Counter(levels), ignored, iterations)
+            patterns = Counter(levels)
+            estimated = self._em(patterns, ignored, iterations)
             if estimated is None:
                 continue
             m, rate = estimated
             rates.append(rate)
+            found.append((rate, patterns.total()))
             for c, row in enumerate(m):
                 if c in ignored:
                     continue
@@ -219,6 +243,18 @@ class MatchModel:
         if rates:
             self.candidate_match_rate = sum(rates) / len(rates)
         self._refresh()
+        return found
+
+    def estimate_prior(self, rounds: Sequence[tuple[float, int]], records: int) -> None:
+        """The prior from each EM round's match rate and pair count, over all pairs of the
+        `records` the rounds were drawn from. Each key finds only some of the true pairs: the
+        largest count is a lower bound, the cautious side (higher thresholds)."""
+        total = records * (records - 1) / 2
+        matches = max((rate * pairs for rate, pairs in rounds), default=0.0)
+        if total <= 0 or matches < 1:
+            return
+        probability = min(matches / total, 0.5)
+        self.set_prior(math.log2(probability / (1 - probability)))
 
     def _em(
         self, patterns: Counter[Levels], ignored: frozenset[int], iterations: int
@@ -261,6 +297,7 @@ class MatchModel:
             "m": self.m,
             "u": self.u,
             "candidate_match_rate": self.candidate_match_rate,
+            "prior_log2": self.prior_log2,
             "upper": self.upper,
             "lower": self.lower,
         }
@@ -271,8 +308,8 @@ class MatchModel:
             data["m"],
             data["u"],
             candidate_match_rate=data["candidate_match_rate"],
-            upper=data["upper"],
-            lower=data["lower"],
+            # Models saved before the prior was estimated: the calibration's.
+            prior_log2=data.get("prior_log2", DEFAULT_PRIOR_LOG2),
         )
 
 

@@ -105,6 +105,7 @@ class LocalIdentity(Base):
     k_name_given: Mapped[str | None] = mapped_column(String(64), index=True)
     k_name_given_md: Mapped[str | None] = mapped_column(String(64), index=True)
     k_phone: Mapped[str | None] = mapped_column(String(20), index=True)
+    k_dob_postal: Mapped[str | None] = mapped_column(String(24), index=True)
 
 
 class Link(Base):
