@@ -53,6 +53,17 @@ def test_an_initial_is_the_same_second_given_name() -> None:
     assert compare(a, other)[GIVEN] == GIVEN_OTHERS_DIFFER
 
 
+def test_two_compound_names_sharing_their_first_part_are_two_names() -> None:
+    jean_michel = features(replace(BASE, given_names=("JEAN", "MICHEL", "LOUIS")))
+    jean_marie = features(replace(BASE, given_names=("Jean-Marie", "Joseph")))
+    split = features(replace(BASE, given_names=("JEAN", "MARIE")))
+    assert compare(jean_michel, jean_marie)[GIVEN] == GIVEN_OTHERS_DIFFER
+    assert compare(split, jean_marie)[GIVEN] == 3  # one name, split by another desk
+    usual = features(replace(BASE, given_names=("Marie", "Anne")))
+    full = features(replace(BASE, given_names=("Marie-Thérèse", "Anne")))
+    assert compare(usual, full)[GIVEN] == 3
+
+
 def test_twins_called_by_their_second_given_name_are_at_most_a_review() -> None:
     jean_andre = replace(BASE, given_names=("Jean", "André", "Robert"), sex=Sex.male)
     jean_claude = replace(jean_andre, given_names=("Jean", "Claude", "Louis"))
@@ -111,6 +122,14 @@ def test_a_person_is_joined_only_if_every_pair_favours_it() -> None:
     )
     assert person_standing([_judgement(40.0), _judgement(30.0, excluded=True)], model) is None
     assert person_standing([_judgement(model.lower - 1)], model) is Verdict.new
+    # One contradiction among three records is outvoted; thin evidence is no contradiction.
+    strong = _judgement(40.0)
+    contradiction = PairJudgement(PairScore((), 30.0, ()), Rule.birth_dates_differ, capped=True)
+    thin = PairJudgement(PairScore((), 30.0, ()), Rule.common_name_uncorroborated, capped=True)
+    assert person_standing([strong, strong, contradiction], model) is Verdict.link
+    assert person_standing([strong, contradiction], model) is Verdict.review
+    assert person_standing([strong, thin], model) is Verdict.link
+    assert person_standing([thin], model) is Verdict.review
 
 
 def test_the_birth_date_and_postal_code_find_a_record_whose_names_are_both_wrong() -> None:

@@ -5,9 +5,11 @@ identities with the same qualified INS are one person; two different INS from th
 teleservice are two persons; twins (same birth date, different given names), a parent and a
 child of the same name (birth dates decades apart), a brother and a sister are never one.
 
-A record joins a person only if it matches that person's records — its best pair is above
-the upper threshold and every pair with the person still favours the link (PERSON_FLOOR) —,
-not because it resembles one record of a chain (A like B, B like C, A unlike C).
+A record joins a person only if it matches that person's records — its best pair free of any
+cap is above the upper threshold, every pair with the person still favours the link
+(PERSON_FLOOR), no rule excludes it and most of its pairs are free of contradictions (dates,
+sex, birth places, twins' names) —, not because it resembles one record of a chain (A like
+B, B like C, A unlike C).
 """
 
 from __future__ import annotations
@@ -139,6 +141,11 @@ def _common_name(a: Features, frequencies: TermFrequencies | None) -> bool:
     return frequencies.family_frequency(a.birth) >= COMMON_NAME_FREQUENCY
 
 
+# A cap that says a pair's own evidence is too thin, not that its records contradict each
+# other: the record may still join a person through another, corroborated pair.
+THIN_EVIDENCE = frozenset({Rule.common_name_uncorroborated})
+
+
 class Verdict(StrEnum):
     link = "link"
     review = "review"
@@ -170,7 +177,14 @@ def person_standing(judgements: Sequence[PairJudgement], model: MatchModel) -> V
         return Verdict.link
     best = max(j.weight for j in judgements)
     worst = min(j.weight for j in judgements)
-    if best >= model.upper and worst >= PERSON_FLOOR and not any(j.capped for j in judgements):
+    best_uncapped = max((j.weight for j in judgements if not j.capped), default=None)
+    contradicted = sum(1 for j in judgements if j.capped and j.rule not in THIN_EVIDENCE)
+    if (
+        best_uncapped is not None
+        and best_uncapped >= model.upper
+        and worst >= PERSON_FLOOR
+        and 2 * contradicted < len(judgements)
+    ):
         return Verdict.link
     return Verdict.review if best >= model.lower else Verdict.new
 

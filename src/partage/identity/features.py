@@ -223,11 +223,15 @@ def _given(a: Features, b: Features) -> int | None:
     if len(a.given) > 1 and len(b.given) > 1 and _nested(a.given, b.given):
         # The same names in another order (each one found, allowing a typo).
         return 5
-    shorter, longer = sorted((a.first, b.first), key=len)
+    shorter, longer = sorted((a, b), key=lambda side: len(side.first))
     if (
         (a.first_tokens and b.first_tokens)
         and (a.first_tokens < b.first_tokens or b.first_tokens < a.first_tokens)
-    ) or (len(shorter) >= 3 and longer.startswith(shorter)):
+    ) or (len(shorter.first) >= 3 and longer.first.startswith(shorter.first)):
+        if _another_compound(shorter, longer.first) and not _share_a_name(
+            shorter.given[1:], longer.given[1:]
+        ):
+            return GIVEN_OTHERS_DIFFER
         return 3
     if a.first_phon == b.first_phon or _distance(a.first, b.first) <= 1:
         return 2
@@ -240,6 +244,17 @@ def _given(a: Features, b: Features) -> int | None:
     if similarity >= 0.80:
         return 1
     return 0
+
+
+def _another_compound(shorter: Features, longer: str) -> bool:
+    """ "JEAN MICHEL" against "JEAN-MARIE": the same first part, then each its own second name:
+    two brothers' compound names (when nothing else is shared), not one name split
+    differently."""
+    rest = longer[len(shorter.first) :] if longer.startswith(shorter.first) else ""
+    if not rest or len(shorter.given) < 2:
+        return False
+    second = shorter.given[1]
+    return not (second.startswith(rest) or rest.startswith(second))
 
 
 def _share_a_name(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
