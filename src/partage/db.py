@@ -111,6 +111,12 @@ def _configure_sqlite(engine: Engine, *, read_only: bool) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # A checkpoint (the WAL copied back into the database, with an fsync) every 10,000
+        # pages (40 MB) rather than SQLite's 1,000: with a large territory each identity
+        # received dirties some 40 pages, so one commit in 25 paid a checkpoint (a third of
+        # the p95 of a transaction); now about one in 250 does, and pages written again in between
+        # are copied once.
+        cursor.execute("PRAGMA wal_autocheckpoint=10000")
         if read_only:
             cursor.execute("PRAGMA query_only=ON")
         cursor.close()

@@ -4,15 +4,19 @@ identities land in the master patient index, every message is acknowledged."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import hl7.client
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from partage.audit.models import AuditEvent
+from partage.audit.service import verify_chain
 from partage.db import transaction
 from partage.identity.feed import AdtFeed
 from partage.identity.models import LocalIdentity, Person, PersonStatus
+from partage.interop.hl7.adt import parse_adt
 from partage.platform import Platform
 from partage.security.models import Establishment
 from tests.identity.factories import unique_family
@@ -167,3 +171,105 @@ def test_an_adt_feed_from_two_establishments_is_found_with_ihe_pix(
         if p["name"] == "targetIdentifier"
     }
     assert (f"urn:oid:{chnv.patient_id_oid}", "N-5") in targets
+
+
+def test_a_group_keeps_the_accepted_messages_when_one_is_refused(
+    platform: Platform, make_establishment: Callable[..., Establishment]
+) -> None:
+    """Messages committed together: a refusal, before or after the message wrote anything,
+    costs the others nothing, and leaves nothing of itself."""
+    chu = make_establishment()
+    feed = AdtFeed(platform)
+    families = [unique_family() for _ in range(4)]
+    unknown = {3: cx("1", namespace="NOWHERE", oid="1.2.3.4.5.6.7.8.9")}
+    messages = [
+        adt("A28", control_id="G1", pid_changes=pid_for(chu, "G-1", families[0])),
+        adt("A28", control_id="G2", pid_changes=pid_for(chu, "G-2", families[1])),
+        # Refused once its identity is written: the merged id is unknown.
+        adt(
+            "A40",
+            control_id="G3",
+            pid_changes=pid_for(chu, "G-3", families[2]),
+            mrg=cx("G-404", namespace=chu.code, oid=chu.patient_id_oid),
+        ),
+        # Refused before writing anything: no such domain.
+        adt("A28", control_id="G4", pid_changes=unknown),
+        adt("A28", control_id="G5", pid_changes=pid_for(chu, "G-5", families[3])),
+        adt(
+            "A31",
+            control_id="G6",
+            pid_changes=pid_for(chu, "G-1", families[0], f11="9 rue Neuve^^POITIERS^^86000"),
+        ),
+    ]
+    errors = feed.apply([parse_adt(m) for m in messages])
+    assert [type(e).__name__ if e else None for e in errors] == [
+        None,
+        None,
+        "AdtError",
+        "AdtError",
+        None,
+        None,
+    ]
+    with transaction(platform.sessions) as session:
+        stored = {
+            row.local_id: row
+            for row in session.scalars(
+                select(LocalIdentity).where(LocalIdentity.establishment_id == chu.id)
+            )
+        }
+        assert set(stored) == {"G-1", "G-2", "G-5"}
+        assert stored["G-1"].address == "9 rue Neuve"
+        received = session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(
+                AuditEvent.action == "identity.received",
+                AuditEvent.entity_id.in_([str(row.id) for row in stored.values()]),
+            )
+        )
+        assert received == 4
+        assert verify_chain(session, key=platform.audit_key).ok
+
+
+def test_concurrent_senders_every_acknowledged_message_is_stored(
+    platform: Platform,
+    make_establishment: Callable[..., Establishment],
+    feed_listener: Listener,
+) -> None:
+    """Several connections at once (their messages committed in groups): every message
+    answered AA is stored, the last one sent for a patient is what the index holds."""
+    chu = make_establishment()
+    senders, per_sender = 6, 12
+
+    def run(number: int) -> list[str]:
+        family = unique_family()
+        codes = []
+        with hl7.client.MLLPClient("127.0.0.1", feed_listener.port) as client:
+            for k in range(per_sender):
+                street = f"{k} rue des Lices^^POITIERS^^86000"
+                ipp = f"C{number}-{k % 4}"  # each patient sent three times, in order
+                message = adt(
+                    "A28" if k < 4 else "A31",
+                    control_id=f"C{number}-{k}",
+                    pid_changes=pid_for(chu, ipp, family, f11=street),
+                )
+                answer = client.send_message(message)
+                text = answer.decode("utf-8") if isinstance(answer, bytes) else str(answer)
+                codes.append(msa(text)[0])
+        return codes
+
+    with ThreadPoolExecutor(senders) as pool:
+        results = list(pool.map(run, range(senders)))
+    assert all(code == "AA" for codes in results for code in codes)
+    with transaction(platform.sessions) as session:
+        stored = {
+            row.local_id: row.address
+            for row in session.scalars(
+                select(LocalIdentity).where(LocalIdentity.establishment_id == chu.id)
+            )
+        }
+    assert len(stored) == senders * 4
+    for number in range(senders):
+        for patient in range(4):
+            last = max(k for k in range(per_sender) if k % 4 == patient)
+            assert stored[f"C{number}-{patient}"] == f"{last} rue des Lices"

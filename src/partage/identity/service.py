@@ -10,10 +10,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, Table, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from partage.audit.actions import Actor, record
 from partage.db import utcnow
@@ -42,11 +44,13 @@ from partage.identity.models import (
 from partage.identity.store import (
     ATTRIBUTES,
     ModelCache,
-    candidates,
+    Stored,
+    candidate_identities,
     count_names,
     features_of,
     frequencies_for,
     key_columns,
+    other_members,
     trait_columns,
 )
 from partage.identity.traits import IdentityStatus, IdentityTraits
@@ -71,11 +75,24 @@ class IdentityInput:
 
 @dataclass
 class Received:
-    identity: LocalIdentity
+    """What became of an identity received. A new one is written without the ORM: its
+    `identity` is built from its row when asked for (not attached to the session)."""
+
+    id: uuid.UUID
+    person_id: uuid.UUID
     created: bool
     verdict: Verdict | None  # None: an update that did not re-match
     reviews: int = 0
     changed: list[str] = field(default_factory=list)
+    row: dict[str, object] | None = field(default=None, repr=False)
+    loaded: LocalIdentity | None = field(default=None, repr=False)
+
+    @property
+    def identity(self) -> LocalIdentity:
+        if self.loaded is None:
+            assert self.row is not None
+            self.loaded = LocalIdentity(**self.row)
+        return self.loaded
 
 
 def author_of(actor: Actor) -> str:
@@ -117,6 +134,29 @@ def _with_ins(traits: IdentityTraits, ins: str) -> IdentityTraits:
     return IdentityTraits(**values)
 
 
+# Built once: the statements of an identity received (the ADT feed runs them per message).
+_IDENTITIES = cast(Table, LocalIdentity.__table__)
+_BY_LOCAL_ID = select(LocalIdentity).where(
+    LocalIdentity.establishment_id == bindparam("establishment"),
+    LocalIdentity.local_id == bindparam("local_id"),
+)
+_PERSONS = cast(Table, Person.__table__)
+_INSERT_PERSON = insert(_PERSONS)
+_TOUCH_PERSON = (
+    update(_PERSONS).where(_PERSONS.c.id == bindparam("person")).values(updated_at=bindparam("now"))
+)
+_INSERT_IDENTITY = insert(_IDENTITIES)
+_INSERT_LINKS = insert(cast(Table, Link.__table__))
+_INSERT_EVENTS = insert(cast(Table, IdentityEvent.__table__))
+_REVIEWS = cast(Table, Review.__table__)
+_INSERT_REVIEWS = insert(_REVIEWS)
+_UPDATE_IDENTITY = update(_IDENTITIES).where(_IDENTITIES.c.id == bindparam("identity"))
+_NOT_DUPLICATES = select(Review.first_id, Review.second_id).where(
+    Review.status == ReviewStatus.not_duplicate,
+    or_(Review.first_id == bindparam("identity"), Review.second_id == bindparam("identity")),
+)
+
+
 def do_receive_identity(
     session: Session,
     *,
@@ -133,19 +173,14 @@ def do_receive_identity(
     if not local_id or len(local_id) > 64:
         raise IdentityError("the local id (IPP) must have 1 to 64 characters")
     identity = session.scalars(
-        select(LocalIdentity).where(
-            LocalIdentity.establishment_id == establishment.id, LocalIdentity.local_id == local_id
-        )
+        _BY_LOCAL_ID, {"establishment": establishment.id, "local_id": local_id}
     ).one_or_none()
     if identity is not None and not identity.active:
         raise IdentityError(f"the local id {local_id} was merged into another id of its domain")
     author = author_of(actor)
     features = Features(value.traits, value.status)
     if identity is None:
-        identity = _create(session, establishment, local_id, value, features, author, now)
-        outcome = _match(session, identity, features)
-        verdict, reviews = _apply(session, identity, outcome, author, now)
-        received = Received(identity, True, verdict, reviews)
+        received = _create(session, establishment, local_id, value, features, author, now)
     else:
         received = _update(session, identity, value, features, author, now)
     record(
@@ -153,8 +188,8 @@ def do_receive_identity(
         actor=actor,
         action="identity.received",
         entity_type="local_identity",
-        entity_id=str(identity.id),
-        person_id=str(identity.person_id),
+        entity_id=str(received.id),
+        person_id=str(received.person_id),
         detail={
             "establishment": establishment.code,
             "created": received.created,
@@ -174,75 +209,175 @@ def _create(
     features: Features,
     author: str,
     now: datetime,
-) -> LocalIdentity:
-    person = Person(id=uuid.uuid4(), created_at=now, updated_at=now)
-    session.add(person)
-    session.flush()
-    identity = LocalIdentity(
-        id=uuid.uuid4(),
-        establishment_id=establishment.id,
-        local_id=local_id,
-        person_id=person.id,
-        origin_person_id=person.id,
-        status=value.status.value,
-        ins_oid=value.ins_oid,
-        created_at=now,
-        updated_at=now,
+) -> Received:
+    """A new identity, matched before it is written: it is then written as it ends up (born
+    with its own person, that person merged into the one it joins when it links), each
+    table's rows in one statement, without the ORM's unit of work.
+
+    Nothing stored can refer to an identity not yet stored: no candidate to leave out, no
+    "not a duplicate" marks to read, no review of its pairs already open.
+    """
+    identity_id, origin_id = uuid.uuid4(), uuid.uuid4()
+    model, total = MODEL_CACHE.get(session)
+    others = candidate_identities(session, features)
+    # Counted as it would be once stored (its names are counted when it is written).
+    outcome = _decide(session, features, others, set(), model, total, uncounted=1)
+    person_id = origin_id
+    person_row: dict[str, object] = {"id": origin_id, "created_at": now, "updated_at": now}
+    links: list[dict[str, object]] = [
+        {
+            "local_identity_id": identity_id,
+            "person_id": origin_id,
+            "method": LinkMethod.origin,
+            "author": author,
+            "reason": None,
+            "started_at": now,
+            "ended_at": None,
+            "ended_reason": None,
+            "score": None,
+            "explanation": None,
+        }
+    ]
+    events: list[dict[str, object]] = [
+        {
+            "occurred_at": now,
+            "kind": "created",
+            "local_identity_id": identity_id,
+            "person_id": origin_id,
+            "author": author,
+            "reason": None,
+            "detail": {"status": value.status.value},
+        }
+    ]
+    linked = outcome.verdict is Verdict.link and outcome.person is not None
+    if linked:
+        assert outcome.judgement is not None
+        assert outcome.person is not None
+        person_id = outcome.person
+        method = LinkMethod.qualified_ins if outcome.judgement.certain else LinkMethod.probabilistic
+        score = outcome.judgement.weight
+        person_row.update(status=PersonStatus.merged, merged_into_id=person_id)
+        links[0].update(ended_at=now, ended_reason=method.value)
+        links.append(
+            {
+                "local_identity_id": identity_id,
+                "person_id": person_id,
+                "method": method,
+                "author": author,
+                "reason": None,
+                "started_at": now,
+                "ended_at": None,
+                "ended_reason": None,
+                "score": score,
+                "explanation": explanation(outcome.judgement, model),
+            }
+        )
+        events.append(
+            {
+                "occurred_at": now,
+                "kind": "persons_merged",
+                "local_identity_id": None,
+                "person_id": person_id,
+                "author": author,
+                "reason": None,
+                "detail": {
+                    "absorbed": str(origin_id),
+                    "method": method.value,
+                    "identities": [str(identity_id)],
+                    "score": score,
+                },
+            }
+        )
+    row: dict[str, object] = {
+        "id": identity_id,
+        "establishment_id": establishment.id,
+        "local_id": local_id,
+        "person_id": person_id,
+        "origin_person_id": origin_id,
+        "status": value.status.value,
+        "ins_oid": value.ins_oid,
+        "active": True,
+        "replaced_by_id": None,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
         **trait_columns(value.traits),
         **key_columns(features),
         **{name: name in value.attributes for name in ATTRIBUTES},
-    )
-    session.add(identity)
-    session.flush()  # the rows below refer to these two
-    session.add(
-        Link(
-            local_identity_id=identity.id,
-            person_id=person.id,
-            method=LinkMethod.origin,
-            author=author,
-            started_at=now,
-        )
-    )
-    session.add(
-        IdentityEvent(
-            occurred_at=now,
-            kind="created",
-            local_identity_id=identity.id,
-            person_id=person.id,
-            author=author,
-            detail={"status": value.status.value},
-        )
-    )
-    session.flush()
+    }
+    session.execute(_INSERT_PERSON, person_row)
+    session.execute(_INSERT_IDENTITY, row)
+    session.execute(_INSERT_LINKS, links)
+    session.execute(_INSERT_EVENTS, events)
+    if linked:
+        # What merging its own person into the one it joins does to that person.
+        session.execute(_TOUCH_PERSON, {"person": person_id, "now": now})
+        held = session.identity_map.get(identity_key(Person, person_id))
+        if held is not None:  # written past the ORM: what it holds follows
+            set_committed_value(held, "updated_at", now)
+        _supersede_reviews_within(session, person_id, now)
+    if outcome.reviews:
+        reviewed: set[uuid.UUID] = set()
+        rows: list[dict[str, object]] = []
+        for item in outcome.reviews:
+            if item.record in reviewed:
+                continue
+            reviewed.add(item.record)
+            first, second = sorted((identity_id, item.record))
+            rows.append(
+                {
+                    "first_id": first,
+                    "second_id": second,
+                    "score": item.judgement.weight,
+                    "explanation": explanation(item.judgement, model),
+                    "status": ReviewStatus.open,
+                    "created_at": now,
+                }
+            )
+        session.execute(_INSERT_REVIEWS, rows)
     count_names(session, [features])
-    return identity
+    return Received(identity_id, person_id, True, outcome.verdict, len(outcome.reviews), row=row)
+
+
+def _decide(
+    session: Session,
+    features: Features,
+    others: Sequence[Stored],
+    excluded: set[uuid.UUID],
+    model: MatchModel,
+    total: int,
+    *,
+    uncounted: int = 0,
+) -> Outcome[uuid.UUID, uuid.UUID]:
+    """Judge the incoming identity against the candidates, person by person."""
+    pairs: dict[uuid.UUID, list[tuple[uuid.UUID, PairJudgement]]] = {}
+    if others:
+        # Read only when there is something to score: the names' frequencies.
+        frequencies = frequencies_for(session, features, total, uncounted=uncounted)
+        for other in others:
+            judgement = judge(features, other.features, model, frequencies)
+            if other.id in excluded:
+                judgement = PairJudgement(judgement.score, Rule.not_duplicate, excluded=True)
+            pairs.setdefault(other.person_id, []).append((other.id, judgement))
+    return decide_person(pairs, model)
 
 
 def _match(
     session: Session, identity: LocalIdentity, features: Features
 ) -> Outcome[uuid.UUID, uuid.UUID]:
+    """A stored identity matched again."""
     model, total = MODEL_CACHE.get(session)
-    frequencies = frequencies_for(session, features, total)
-    others = candidates(session, features, exclude=identity.id)
-    excluded = _not_duplicates(session, identity.id)
-    pairs: dict[uuid.UUID, list[tuple[uuid.UUID, PairJudgement]]] = {}
-    for other in others:
-        if other.person_id == identity.person_id:
-            continue
-        judgement = judge(features, features_of(other), model, frequencies)
-        if other.id in excluded:
-            judgement = PairJudgement(judgement.score, Rule.not_duplicate, excluded=True)
-        pairs.setdefault(other.person_id, []).append((other.id, judgement))
-    return decide_person(pairs, model)
+    others = [
+        other
+        for other in candidate_identities(session, features, exclude=identity.id)
+        if other.person_id != identity.person_id
+    ]
+    excluded = _not_duplicates(session, identity.id) if others else set()
+    return _decide(session, features, others, excluded, model, total)
 
 
 def _not_duplicates(session: Session, identity_id: uuid.UUID) -> set[uuid.UUID]:
-    rows = session.execute(
-        select(Review.first_id, Review.second_id).where(
-            Review.status == ReviewStatus.not_duplicate,
-            or_(Review.first_id == identity_id, Review.second_id == identity_id),
-        )
-    )
+    rows = session.execute(_NOT_DUPLICATES, {"identity": identity_id})
     return {second if first == identity_id else first for first, second in rows}
 
 
@@ -413,18 +548,28 @@ def move_identity(
     identity.updated_at = now
 
 
+_MEMBER_IDS = select(_IDENTITIES.c.id).where(_IDENTITIES.c.person_id == bindparam("person"))
+_SUPERSEDE = (
+    update(_REVIEWS)
+    .where(
+        _REVIEWS.c.status == ReviewStatus.open.value,
+        _REVIEWS.c.first_id.in_(_MEMBER_IDS),
+        _REVIEWS.c.second_id.in_(_MEMBER_IDS),
+    )
+    .values(status=ReviewStatus.superseded.value, resolved_at=bindparam("now"))
+)
+
+
 def _supersede_reviews_within(session: Session, person_id: uuid.UUID, now: datetime) -> None:
     """Open reviews between identities now of one person are answered by the link."""
-    members = select(LocalIdentity.id).where(LocalIdentity.person_id == person_id)
-    session.execute(
-        update(Review)
-        .where(
-            Review.status == ReviewStatus.open,
-            Review.first_id.in_(members),
-            Review.second_id.in_(members),
-        )
-        .values(status=ReviewStatus.superseded, resolved_at=now)
-    )
+    session.flush()
+    result = cast(CursorResult[Any], session.execute(_SUPERSEDE, {"person": person_id, "now": now}))
+    if result.rowcount:
+        # Written past the ORM (its synchronisation costs more than the statement): the
+        # reviews it holds are read again when next used.
+        for held in list(session.identity_map.values()):
+            if isinstance(held, Review):
+                session.expire(held)
 
 
 def _update(
@@ -444,29 +589,37 @@ def _update(
     }
     changed = [name for name, new in columns.items() if getattr(identity, name) != new]
     if not changed:
-        return Received(identity, False, None)
+        return Received(identity.id, identity.person_id, False, None, loaded=identity)
     old = {name: _jsonable(getattr(identity, name)) for name in changed}
-    for name, new in columns.items():
-        setattr(identity, name, new)
-    for name, key in key_columns(features).items():
-        setattr(identity, name, key)
-    identity.version += 1
-    identity.updated_at = now
-    session.add(
-        IdentityEvent(
-            occurred_at=now,
-            kind="updated",
-            local_identity_id=identity.id,
-            person_id=identity.person_id,
-            author=author,
-            detail={"changed": changed, "before": old},
-        )
-    )
-    count_names(session, [before], step=-1)
-    count_names(session, [features])
+    values = {
+        **columns,
+        **key_columns(features),
+        "version": identity.version + 1,
+        "updated_at": now,
+    }
+    # One statement, past the ORM's unit of work; the loaded object is given the values
+    # as committed, so that it stays what the database holds.
     session.flush()
+    session.execute(_UPDATE_IDENTITY, {"identity": identity.id, **values})
+    for name, new in values.items():
+        set_committed_value(identity, name, new)
+    session.execute(
+        _INSERT_EVENTS,
+        {
+            "occurred_at": now,
+            "kind": "updated",
+            "local_identity_id": identity.id,
+            "person_id": identity.person_id,
+            "author": author,
+            "reason": None,
+            "detail": {"changed": changed, "before": old},
+        },
+    )
+    count_names(session, [features], removed=[before])
     verdict, reviews = rematch(session, identity, features, author=author, now=now)
-    return Received(identity, False, verdict, reviews, changed)
+    return Received(
+        identity.id, identity.person_id, False, verdict, reviews, changed, loaded=identity
+    )
 
 
 def rematch(
@@ -474,15 +627,7 @@ def rematch(
 ) -> tuple[Verdict | None, int]:
     """After a change: an identity alone in its person is matched again; one linked to
     others is checked against them, and a link that no longer holds is put to review."""
-    others = list(
-        session.scalars(
-            select(LocalIdentity).where(
-                LocalIdentity.person_id == identity.person_id,
-                LocalIdentity.active,
-                LocalIdentity.id != identity.id,
-            )
-        )
-    )
+    others = other_members(session, identity.person_id, identity.id)
     if not others:
         outcome = _match(session, identity, features)
         return _apply(session, identity, outcome, author, now)
@@ -490,7 +635,7 @@ def rematch(
     frequencies = frequencies_for(session, features, total)
     doubts = 0
     for other in others:
-        judgement = judge(features, features_of(other), model, frequencies)
+        judgement = judge(features, other.features, model, frequencies)
         if judgement.excluded or judgement.capped or judgement.weight < model.lower:
             open_review(
                 session,

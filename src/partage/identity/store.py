@@ -11,8 +11,9 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, and_, bindparam, func, or_, select
@@ -52,6 +53,82 @@ def features_of(row: LocalIdentity) -> Features:
     return Features(traits_of(row), IdentityStatus(row.status))
 
 
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A stored identity as matching reads it: no ORM object (they cost more to load than
+    to compare, and a candidate is only read)."""
+
+    id: uuid.UUID
+    person_id: uuid.UUID
+    features: Features
+
+
+# The columns `Stored` is read from: the identity, its person, its traits and status. Table
+# columns, not the ORM's attributes: a plain statement skips the ORM's compilation and
+# autoflush (callers flush first: see `_flushed`).
+_IDENTITIES = cast(Table, LocalIdentity.__table__)
+_MATCH_COLUMNS = tuple(
+    _IDENTITIES.c[name]
+    for name in (
+        "id",
+        "person_id",
+        "birth_family_name",
+        "given_names",
+        "sex",
+        "birth_date",
+        "used_family_name",
+        "birth_place_code",
+        "address",
+        "postal_code",
+        "city",
+        "phone",
+        "ins",
+        "status",
+    )
+)
+
+
+def _flushed(session: Session) -> Session:
+    """The session, its pending ORM changes written (what autoflush would have done)."""
+    if session.autoflush:
+        session.flush()
+    return session
+
+
+def _stored(rows: Iterable[Any]) -> list[Stored]:
+    return [Stored(row[0], row[1], _features(*row[2:])) for row in rows]
+
+
+def _features(
+    birth_family_name: str,
+    given_names: str,
+    sex: str,
+    birth_date: date | None,
+    used_family_name: str,
+    birth_place_code: str,
+    address: str,
+    postal_code: str,
+    city: str,
+    phone: str,
+    ins: str,
+    status: str,
+) -> Features:
+    traits = IdentityTraits(
+        birth_family_name=birth_family_name,
+        given_names=tuple(given_names.split()),
+        sex=Sex(sex),
+        birth_date=birth_date,
+        used_family_name=used_family_name,
+        birth_place_code=birth_place_code,
+        address=address,
+        postal_code=postal_code,
+        city=city,
+        phone=phone,
+        ins=ins,
+    )
+    return Features(traits, IdentityStatus(status))
+
+
 def trait_columns(traits: IdentityTraits) -> dict[str, object]:
     """The columns of a local identity that hold its traits."""
     return {
@@ -80,46 +157,84 @@ def candidates(
     session: Session, features: Features, *, exclude: uuid.UUID | None = None
 ) -> list[LocalIdentity]:
     """The active identities of every person one of whose identities shares a key value."""
-    columns: list[str] = []
-    params: dict[str, object] = {}
-    for key, values in query_keys(features).items():
-        if values:
-            for column in QUERY_COLUMNS[key]:
-                columns.append(column)
-                params[f"key_{column}"] = sorted(values)
-    if not columns:
+    statement, params = _candidates_query(features, exclude, stored=False)
+    if statement is None:
         return []
-    if exclude is not None:
-        params["exclude"] = exclude
-    statement = _candidates_statement(tuple(columns), exclude is not None)
     return list(session.scalars(statement, params))
 
 
-# Each combination of key columns, built once: an identity is received in a few hundred
-# microseconds less than when its statement is put together anew.
-_CANDIDATE_STATEMENTS: dict[tuple[tuple[str, ...], bool], Select[Any]] = {}
+def _candidates_query(
+    features: Features, exclude: uuid.UUID | None, *, stored: bool
+) -> tuple[Select[Any] | None, dict[str, object]]:
+    shape: list[tuple[str, int]] = []
+    params: dict[str, object] = {}
+    for key, values in query_keys(features).items():
+        if values:
+            ordered = sorted(values)
+            for column in QUERY_COLUMNS[key]:
+                shape.append((column, len(ordered)))
+                for i, value in enumerate(ordered):
+                    params[f"{column}_{i}"] = value
+    if not shape:
+        return None, params
+    if exclude is not None:
+        params["exclude"] = exclude
+    return _candidates_statement(tuple(shape), exclude is not None, stored), params
 
 
-def _candidates_statement(columns: tuple[str, ...], exclude: bool) -> Select[Any]:
-    cached = _CANDIDATE_STATEMENTS.get((columns, exclude))
+def candidate_identities(
+    session: Session, features: Features, *, exclude: uuid.UUID | None = None
+) -> list[Stored]:
+    """`candidates`, read as `Stored` (the incremental path)."""
+    statement, params = _candidates_query(features, exclude, stored=True)
+    if statement is None:
+        return []
+    return _stored(_flushed(session).execute(statement, params))
+
+
+_MEMBERS = select(*_MATCH_COLUMNS).where(
+    _IDENTITIES.c.person_id == bindparam("person"),
+    _IDENTITIES.c.active,
+    _IDENTITIES.c.id != bindparam("exclude"),
+)
+
+
+def other_members(session: Session, person_id: uuid.UUID, exclude: uuid.UUID) -> list[Stored]:
+    """The person's other active identities."""
+    params = {"person": person_id, "exclude": exclude}
+    return _stored(_flushed(session).execute(_MEMBERS, params))
+
+
+# Each shape (key columns, and how many values each looks up), built once: an identity is
+# received in a few hundred microseconds less than when its statement is put together anew,
+# and one parameter per value spares the per-call rewriting of "expanding" IN parameters.
+# There are few shapes: a value count comes from names × dates, a handful at most.
+_Shape = tuple[tuple[str, int], ...]
+_CANDIDATE_STATEMENTS: dict[tuple[_Shape, bool, bool], Select[Any]] = {}
+
+
+def _candidates_statement(shape: _Shape, exclude: bool, stored: bool) -> Select[Any]:
+    cached = _CANDIDATE_STATEMENTS.get((shape, exclude, stored))
     if cached is not None:
         return cached
+    table = _IDENTITIES
     conditions = [
-        getattr(LocalIdentity, column).in_(bindparam(f"key_{column}", expanding=True))
-        for column in columns
+        table.c[column].in_([bindparam(f"{column}_{i}") for i in range(count)])
+        for column, count in shape
     ]
     found = (
-        select(LocalIdentity.person_id)
-        .where(or_(*conditions), LocalIdentity.active)
+        select(table.c.person_id)
+        .where(or_(*conditions), table.c.active)
         .limit(MAX_CANDIDATES)
         .scalar_subquery()
     )
-    statement: Select[Any] = select(LocalIdentity).where(
-        LocalIdentity.person_id.in_(found), LocalIdentity.active
+    chosen: Select[Any] = (
+        cast(Select[Any], select(*_MATCH_COLUMNS)) if stored else select(LocalIdentity)
     )
+    statement = chosen.where(table.c.person_id.in_(found), table.c.active)
     if exclude:
-        statement = statement.where(LocalIdentity.id != bindparam("exclude"))
-    _CANDIDATE_STATEMENTS[(columns, exclude)] = statement
+        statement = statement.where(table.c.id != bindparam("exclude"))
+    _CANDIDATE_STATEMENTS[(shape, exclude, stored)] = statement
     return statement
 
 
@@ -169,8 +284,13 @@ _NAME_COUNTS = select(_NAMES.c.kind, _NAMES.c.value, _NAMES.c["count"]).where(
 )
 
 
-def frequencies_for(session: Session, features: Features, total: int) -> TermFrequencies:
-    """The term frequencies of the incoming identity's names (the only ones a score uses)."""
+def frequencies_for(
+    session: Session, features: Features, total: int, *, uncounted: int = 0
+) -> TermFrequencies:
+    """The term frequencies of the incoming identity's names (the only ones a score uses).
+
+    `uncounted`: identities with these names not yet in the table (an identity matched
+    before it is stored counts itself, as it would once stored)."""
     counts: dict[tuple[str, str], int] = {}
     if features.birth or features.first:
         rows = session.execute(
@@ -180,9 +300,9 @@ def frequencies_for(session: Session, features: Features, total: int) -> TermFre
     family: Counter[str] = Counter()
     given: Counter[str] = Counter()
     if features.birth:
-        family[features.birth] = max(counts.get(("family", features.birth), 0), 1)
+        family[features.birth] = max(counts.get(("family", features.birth), 0) + uncounted, 1)
     if features.first:
-        given[features.first] = max(counts.get(("given", features.first), 0), 1)
+        given[features.first] = max(counts.get(("given", features.first), 0) + uncounted, 1)
     return TermFrequencies(family=family, given=given, total=max(total, 1))
 
 
@@ -198,18 +318,27 @@ def _name_upsert(dialect: str) -> Any:
 _NAME_UPSERTS = {dialect: _name_upsert(dialect) for dialect in ("postgresql", "sqlite")}
 
 
-def count_names(session: Session, features: Sequence[Features], *, step: int = 1) -> None:
-    """Add (or with step=-1 remove) these identities' names to the frequency table.
+def count_names(
+    session: Session,
+    features: Sequence[Features],
+    *,
+    step: int = 1,
+    removed: Sequence[Features] = (),
+) -> None:
+    """Add (or with step=-1 remove) these identities' names to the frequency table, and
+    take those of `removed` out (an update: what cancels out is not written).
 
     An upsert adding to the count: concurrent feeds counting the same name never collide.
     Names go in a fixed order (sorted), one prepared statement for all of them.
     """
     tally: Counter[tuple[str, str]] = Counter()
-    for f in features:
-        if f.birth:
-            tally[("family", f.birth[:100])] += step
-        if f.first:
-            tally[("given", f.first[:100])] += step
+    for group, sign in ((features, step), (removed, -step)):
+        for f in group:
+            if f.birth:
+                tally[("family", f.birth[:100])] += sign
+            if f.first:
+                tally[("given", f.first[:100])] += sign
+    tally = Counter({name: n for name, n in tally.items() if n})
     if not tally:
         return
     if session.autoflush:
