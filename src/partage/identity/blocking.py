@@ -40,7 +40,7 @@ StoredKeys = tuple[str | None, ...]
 
 
 def _day(value: date) -> str:
-    return value.strftime("%Y%m%d")
+    return value.isoformat().replace("-", "")  # YYYYMMDD, without strftime's cost
 
 
 def stored_keys(f: Features) -> StoredKeys:
@@ -69,17 +69,18 @@ def query_keys(f: Features) -> dict[str, set[str]]:
         other = swapped(f.dob)
         if other is not None:
             dates.add(other)
-    givens = {phonetic(g) for g in f.given[:3]}
+    days = [_day(d) for d in dates]
+    givens = {f.first_phon, *(phonetic(g) for g in f.given[1:3])} - {""}
     pairs = {(n, f.first_phon) for n in names if f.first_phon}
     if f.birth_phon and f.first_phon:
         pairs.add((f.first_phon, f.birth_phon))  # family and given names exchanged
     keys: dict[str, set[str]] = {
         "k_ins": {f.ins[:13]} if f.ins else set(),
-        "k_name_dob": {f"{n}|{_day(d)}" for n in names for d in dates},
-        "k_given_dob": {f"{g}|{_day(d)}" for g in givens for d in dates},
+        "k_name_dob": {f"{n}|{day}" for n in names for day in days},
+        "k_given_dob": {f"{g}|{day}" for g in givens for day in days},
         "k_name_given": {f"{n}|{g}" for n, g in pairs},
-        "k_name_given_md": {f"{n}|{g}|{d:%m%d}" for n, g in pairs for d in dates},
+        "k_name_given_md": {f"{n}|{g}|{day[4:]}" for n, g in pairs for day in days},
         "k_phone": {f.phone} if len(f.phone) >= 7 else set(),
-        "k_dob_postal": {f"{_day(d)}|{f.postal}" for d in dates} if f.postal else set(),
+        "k_dob_postal": {f"{day}|{f.postal}" for day in days} if f.postal else set(),
     }
     return keys

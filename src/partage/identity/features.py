@@ -46,6 +46,7 @@ class Features:
         "first_phon",
         "first_tokens",
         "given",
+        "house",
         "ins",
         "ins_consistent",
         "ins_qualified",
@@ -82,6 +83,7 @@ class Features:
             self.place = ""
         self.dept = self.place[:3] if self.place.startswith("99") else self.place[:2]
         self.address = address_form(traits.address)
+        self.house = _house_number(self.address)
         self.postal = traits.postal_code.strip()
         self.city = compact(traits.city)
         self.phone = phone_number(traits.phone)
@@ -338,7 +340,7 @@ def _address(a: Features, b: Features) -> int | None:
         a.address
         and b.address
         and same_postal
-        and _house_number(a.address) == _house_number(b.address)
+        and a.house == b.house
         and (a.address == b.address or _similarity(a.address, b.address) >= 0.9)
     ):
         return 2
