@@ -164,6 +164,15 @@ def test_thresholds_follow_the_prior_within_bounds() -> None:
     assert bigger.probability(bigger.upper) == pytest.approx(model.probability(model.upper))
 
 
+def test_the_thresholds_rise_as_the_territory_grows_after_estimation() -> None:
+    model = MatchModel(prior_log2=-15.0)
+    upper = model.upper
+    model.grow_to(4_000, estimated_on=1_000)  # four times the identities: two bits more
+    assert model.upper == pytest.approx(upper + 2)
+    model.grow_to(1_000, estimated_on=4_000)  # identities are never removed: no fall
+    assert model.upper == pytest.approx(upper + 2)
+
+
 def test_the_prior_is_a_lower_bound_from_the_best_round() -> None:
     model = MatchModel()
     model.estimate_prior([(0.5, 100), (0.9, 1_000)], records=10_000)

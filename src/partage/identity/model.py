@@ -45,6 +45,7 @@ REVIEW_POSTERIOR = 6.3
 # The prior an unestimated model assumes (the calibration's), and the bounds of the weight
 # a link needs whatever the estimate: small or very duplicated files never link on less.
 DEFAULT_PRIOR_LOG2 = -14.7
+CALIBRATION_RECORDS = 41_608
 MIN_UPPER = 22.0
 MAX_UPPER = 40.0
 
@@ -176,6 +177,13 @@ class MatchModel:
         tf = math.log2(max(self.m[comparison][level], _FLOOR) / max(frequency, _TF_MIN_FREQUENCY))
         # A common name weighs less than the average agreement; a rare one more, within reason.
         return max(min(tf, generic + 6.0), 0.0)
+
+    def grow_to(self, population: int, estimated_on: int) -> None:
+        """The prior of a territory grown from `estimated_on` identities (when the model was
+        estimated) to `population` (the ADT feed adds identities between bulk imports): a
+        random pair is that much less likely to be one person."""
+        if estimated_on > 0 and population > estimated_on:
+            self.set_prior(self.prior_log2 - math.log2(population / estimated_on))
 
     def probability(self, weight: float) -> float:
         """The probability of "same person" for a pair of this weight, for display: the

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from partage.identity.blocking import KEY_COLUMNS, QUERY_COLUMNS, query_keys, stored_keys
 from partage.identity.features import Features
-from partage.identity.model import MatchModel, TermFrequencies
+from partage.identity.model import CALIBRATION_RECORDS, MatchModel, TermFrequencies
 from partage.identity.models import LocalIdentity, MatchModelRecord, NameFrequency
 from partage.identity.normalize import fold
 from partage.identity.traits import IdentityStatus, IdentityTraits, Sex
@@ -263,6 +263,9 @@ class ModelCache:
                     )
                     or 0
                 )
+                # The thresholds follow the territory's growth since the model's estimation
+                # (an unestimated model's prior is the calibration's).
+                model.grow_to(total, record.identities if record else CALIBRATION_RECORDS)
                 entry = (model, total, time.monotonic())
                 self._entries[key] = entry
             return entry[0], entry[1]
