@@ -52,7 +52,13 @@ from partage.identity.service import (
     do_receive_identity,
     explanation,
 )
-from partage.identity.store import count_names, save_model, trait_columns
+from partage.identity.store import (
+    TRAIT_COLUMNS,
+    count_names,
+    features_from_columns,
+    save_model,
+    trait_columns,
+)
 from partage.identity.traits import IdentityStatus, IdentityTraits, Sex
 from partage.security.models import Establishment
 
@@ -301,11 +307,7 @@ def _refresh_statistics(session: Session) -> None:
 # from the table the incremental path keeps (`identity_name_frequencies`, the active
 # identities' names), not from every known identity.
 
-_TRAIT_COLUMNS = (
-    "birth_family_name", "given_names", "sex", "birth_date", "used_family_name",
-    "birth_place_code", "address", "postal_code", "city", "phone", "ins", "status",
-)  # fmt: skip
-_KNOWN_COLUMNS = ("id", "person_id", *KEY_COLUMNS, *_TRAIT_COLUMNS)
+_KNOWN_COLUMNS = ("id", "person_id", *KEY_COLUMNS, *TRAIT_COLUMNS)
 _FIRST_KEY, _FIRST_TRAIT = 2, 2 + len(KEY_COLUMNS)
 _FETCH = 20_000
 # SQLite's page cache while the file's rows go into the table and its dozen indexes (KiB).
@@ -319,7 +321,7 @@ class _Known:
     def __init__(self) -> None:
         self.ids: list[Any] = []  # driver form: hex text on SQLite, uuid.UUID on PostgreSQL
         self.persons: list[Any] = []
-        self.traits: list[tuple[Any, ...]] = []  # _TRAIT_COLUMNS
+        self.traits: list[tuple[Any, ...]] = []  # TRAIT_COLUMNS
 
 
 def _known_identities(session: Session, index: MemoryIndex, number: Callable[[Any], int]) -> _Known:
@@ -370,27 +372,6 @@ def _known_identities(session: Session, index: MemoryIndex, number: Callable[[An
     return known
 
 
-def _known_features(row: tuple[Any, ...]) -> Features:
-    """`store.features_of` for a plain row of `_TRAIT_COLUMNS`."""
-    birth_date = row[3]
-    if isinstance(birth_date, str):  # SQLite: ISO text
-        birth_date = date.fromisoformat(birth_date)
-    traits = IdentityTraits(
-        birth_family_name=row[0],
-        given_names=tuple(row[1].split()),
-        sex=Sex(row[2]),
-        birth_date=birth_date,
-        used_family_name=row[4],
-        birth_place_code=row[5],
-        address=row[6],
-        postal_code=row[7],
-        city=row[8],
-        phone=row[9],
-        ins=row[10],
-    )
-    return Features(traits, IdentityStatus(row[11]))
-
-
 class _Features(Sequence[Features]):
     """Known identities then new ones; a known one's features are computed when first read."""
 
@@ -413,7 +394,7 @@ class _Features(Sequence[Features]):
             return [self[j] for j in range(*i.indices(len(self)))]
         f = self._items[i]
         if f is None:
-            f = self._items[i] = _known_features(self._known[i])
+            f = self._items[i] = features_from_columns(self._known[i])
             self._known[i] = ()  # the row is not needed any more
         return f
 

@@ -63,29 +63,17 @@ class Stored:
     features: Features
 
 
-# The columns `Stored` is read from: the identity, its person, its traits and status. Table
-# columns, not the ORM's attributes: a plain statement skips the ORM's compilation and
-# autoflush (callers flush first: see `_flushed`).
+# The columns an identity's matching form is built from, in the order `features_from_columns`
+# takes them (the bulk importer reads the same ones).
+TRAIT_COLUMNS = (
+    "birth_family_name", "given_names", "sex", "birth_date", "used_family_name",
+    "birth_place_code", "address", "postal_code", "city", "phone", "ins", "status",
+)  # fmt: skip
+# `Stored` is read from the identity, its person and those columns. Table columns, not the
+# ORM's attributes: a plain statement skips the ORM's compilation and autoflush (callers
+# flush first: see `_flushed`).
 _IDENTITIES = cast(Table, LocalIdentity.__table__)
-_MATCH_COLUMNS = tuple(
-    _IDENTITIES.c[name]
-    for name in (
-        "id",
-        "person_id",
-        "birth_family_name",
-        "given_names",
-        "sex",
-        "birth_date",
-        "used_family_name",
-        "birth_place_code",
-        "address",
-        "postal_code",
-        "city",
-        "phone",
-        "ins",
-        "status",
-    )
-)
+_MATCH_COLUMNS = tuple(_IDENTITIES.c[name] for name in ("id", "person_id", *TRAIT_COLUMNS))
 
 
 def _flushed(session: Session) -> Session:
@@ -96,32 +84,23 @@ def _flushed(session: Session) -> Session:
 
 
 def _stored(rows: Iterable[Any]) -> list[Stored]:
-    return [Stored(row[0], row[1], _features(*row[2:])) for row in rows]
+    return [Stored(row[0], row[1], features_from_columns(row[2:])) for row in rows]
 
 
-def _features(
-    birth_family_name: str,
-    given_names: str,
-    sex: str,
-    birth_date: date | None,
-    used_family_name: str,
-    birth_place_code: str,
-    address: str,
-    postal_code: str,
-    city: str,
-    phone: str,
-    ins: str,
-    status: str,
-) -> Features:
+def features_from_columns(row: Sequence[Any]) -> Features:
+    """`features_of` for a plain row of TRAIT_COLUMNS (SQLite's driver gives dates as text)."""
+    (family, given, sex, birth_date, used, place, address, postal, city, phone, ins, status) = row
+    if isinstance(birth_date, str):
+        birth_date = date.fromisoformat(birth_date)
     traits = IdentityTraits(
-        birth_family_name=birth_family_name,
-        given_names=tuple(given_names.split()),
+        birth_family_name=family,
+        given_names=tuple(given.split()),
         sex=Sex(sex),
         birth_date=birth_date,
-        used_family_name=used_family_name,
-        birth_place_code=birth_place_code,
+        used_family_name=used,
+        birth_place_code=place,
         address=address,
-        postal_code=postal_code,
+        postal_code=postal,
         city=city,
         phone=phone,
         ins=ins,
