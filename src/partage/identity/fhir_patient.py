@@ -33,6 +33,7 @@ from partage.interop.fhir.resources import (
     Rendered,
 )
 from partage.security.models import Establishment
+from partage.security.service import establishments_by_id
 
 # The territory's identifier of a person (see the module docstring).
 PERSON_ID_OID = "2.25." + str(uuid.uuid5(uuid.NAMESPACE_OID, "partage:territorial-person").int)
@@ -192,16 +193,6 @@ def _patient(
         }
     resource["link"] = links
     return _drop_empty(resource)
-
-
-def establishments_by_id(
-    session: Session, ids: Iterable[uuid.UUID]
-) -> dict[uuid.UUID, Establishment]:
-    wanted = set(ids)
-    if not wanted:
-        return {}
-    rows = session.scalars(select(Establishment).where(Establishment.id.in_(wanted)))
-    return {e.id: e for e in rows}
 
 
 def patient_resources(session: Session, persons: Sequence[Person]) -> list[Rendered]:

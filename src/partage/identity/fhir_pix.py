@@ -15,7 +15,6 @@ from partage.audit.actions import record
 from partage.identity.fhir_patient import (
     INS_SYSTEMS,
     PERSON_ID_SYSTEM,
-    establishments_by_id,
     ins_identifiers,
     load_persons,
     local_identifier,
@@ -34,6 +33,7 @@ from partage.search import (
     split_token,
 )
 from partage.security.models import Establishment
+from partage.security.service import establishments_by_id
 
 PIX_DEFINITION = "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix"
 _PIX_PARAMETERS = frozenset({"sourceIdentifier", "targetSystem", "_format"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -44,6 +45,16 @@ def locked_logins(session: Session, *, logins: list[str]) -> set[str]:
 
 def get_client(session: Session, *, client_id: str) -> OAuthClient | None:
     return session.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
+
+
+def establishments_by_id(
+    session: Session, ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, Establishment]:
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    rows = session.scalars(select(Establishment).where(Establishment.id.in_(wanted)))
+    return {row.id: row for row in rows}
 
 
 def list_establishments(session: Session) -> list[Establishment]:

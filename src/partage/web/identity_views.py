@@ -25,6 +25,7 @@ from partage.identity.models import LocalIdentity
 from partage.identity.store import ATTRIBUTES
 from partage.identity.traits import IdentityStatus
 from partage.security.models import Establishment
+from partage.security.service import establishments_by_id
 from partage.web.directory_views import date_time
 from partage.web.i18n import N_, gettext
 
@@ -223,16 +224,6 @@ class IdentityView:
     @property
     def domain(self) -> str:
         return f"{self.establishment} · {self.local_id}"
-
-
-def establishments_by_id(
-    session: Session, ids: Iterable[uuid.UUID]
-) -> dict[uuid.UUID, Establishment]:
-    wanted = set(ids)
-    if not wanted:
-        return {}
-    rows = session.scalars(select(Establishment).where(Establishment.id.in_(wanted)))
-    return {row.id: row for row in rows}
 
 
 def identity_counts(session: Session, person_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
