@@ -122,20 +122,19 @@ class PairScore:
 
 
 class MatchModel:
-    """m and u per comparison level, the weights they give, and the prior among candidates."""
+    """m and u per comparison level, the weights they give, and the prior of a random pair
+    (hence the thresholds)."""
 
     def __init__(
         self,
         m: Sequence[Sequence[float]] | None = None,
         u: Sequence[Sequence[float]] | None = None,
         *,
-        candidate_match_rate: float = 0.3,
         prior_log2: float = DEFAULT_PRIOR_LOG2,
     ) -> None:
         default_m, default_u = _default_parameters()
         self.m = [list(row) for row in (m or default_m)]
         self.u = [list(row) for row in (u or default_u)]
-        self.candidate_match_rate = candidate_match_rate
         self.set_prior(prior_log2)
         self._refresh()
 
@@ -230,7 +229,6 @@ class MatchModel:
         """
         sums = [[0.0] * len(row) for row in self.m]
         counts = [0] * len(self.m)
-        rates: list[float] = []
         found: list[tuple[float, int]] = []
         for ignored, levels in rounds:
             patterns = Counter(levels)
@@ -238,7 +236,6 @@ class MatchModel:
             if estimated is None:
                 continue
             m, rate = estimated
-            rates.append(rate)
             found.append((rate, patterns.total()))
             for c, row in enumerate(m):
                 if c in ignored:
@@ -248,8 +245,6 @@ class MatchModel:
         for c, total in enumerate(counts):
             if total:
                 self.m[c] = _normalised([s / total for s in sums[c]])
-        if rates:
-            self.candidate_match_rate = sum(rates) / len(rates)
         self._refresh()
         return found
 
@@ -304,10 +299,7 @@ class MatchModel:
         return {
             "m": self.m,
             "u": self.u,
-            "candidate_match_rate": self.candidate_match_rate,
-            "prior_log2": self.prior_log2,
-            "upper": self.upper,
-            "lower": self.lower,
+            "prior_log2": self.prior_log2,  # the thresholds follow from it
         }
 
     @classmethod
@@ -315,8 +307,8 @@ class MatchModel:
         return cls(
             data["m"],
             data["u"],
-            candidate_match_rate=data["candidate_match_rate"],
-            # Models saved before the prior was estimated: the calibration's.
+            # Models saved before the prior was estimated: the calibration's. (Their
+            # candidate_match_rate, upper and lower are derived or unused: not read.)
             prior_log2=data.get("prior_log2", DEFAULT_PRIOR_LOG2),
         )
 
