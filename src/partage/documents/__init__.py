@@ -1,0 +1,1 @@
+"""Shared documents: registry (metadata), repository (encrypted content), deposit, search."""
