@@ -85,6 +85,8 @@ class Account(Base):
     establishment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("establishments.id"))
     # RPPS / ADELI national id: links a professional's account to the directory.
     national_id: Mapped[str | None] = mapped_column(String(12), index=True)
+    # A patient's own territorial person (identity domain): what "their record" is.
+    person_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
     password_hash: Mapped[str] = mapped_column(String(200))
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     totp_secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
