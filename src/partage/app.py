@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from partage import __version__
 from partage.access.decision import NotFound
 from partage.config import Settings, get_settings
+from partage.documents.fhir_api import router as documents_fhir_router
 from partage.interop.fhir.api import router as fhir_router
 from partage.interop.fhir.outcome import FhirError, error_response, is_fhir_request
 from partage.ops.logging import configure_logging
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(ops_router)
     app.include_router(oidc_router)
     app.include_router(security_api_router)
+    # Before the generic FHIR routes: documents are decided person by person.
+    app.include_router(documents_fhir_router)
     app.include_router(fhir_router)
     app.include_router(web_router)
 

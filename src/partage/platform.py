@@ -11,6 +11,7 @@ from partage.audit.actions import AUDIT_KEY_INFO
 from partage.audit.batch import AuditBatcher
 from partage.config import Settings
 from partage.db import make_engine, make_sessionmaker
+from partage.documents.repository import Repository
 from partage.security.keyring import Keyring
 from partage.security.passwords import Passwords
 from partage.security.portal import bootstrap_portal_client
@@ -31,6 +32,8 @@ class Platform:
     passwords: Passwords
     signing_keys: SigningKeys
     audit_batcher: AuditBatcher
+    # Documents' contents: encrypted, content-addressed, local files or an object store.
+    repository: Repository
 
     @classmethod
     def create(cls, settings: Settings) -> Platform:
@@ -53,6 +56,7 @@ class Platform:
             passwords=Passwords(settings),
             signing_keys=SigningKeys(sessions, read_sessions, keyring),
             audit_batcher=AuditBatcher(sessions),
+            repository=Repository.from_settings(settings, keyring),
         )
 
     def prepare(self) -> None:

@@ -14,10 +14,13 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Select, SQLColumnExpression, and_, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from partage.security import b64url
 
@@ -61,6 +64,7 @@ class SearchSpec(Generic[T]):
 
     model: type[T]
     parameters: dict[str, Parameter]
+    # Columns, or `column.desc()` for a descending part.
     order: tuple[SQLColumnExpression[Any], ...]
     # Conditions every search of this kind carries (e.g. leaving out aliases of other rows).
     always: tuple[ColumnElement[bool], ...] = ()
@@ -93,7 +97,9 @@ def run_search(
     if after is not None:
         if len(after) != len(spec.order):
             raise InvalidSearch("the page link is not valid for this search")
-        key = tuple(_coerce(column, part) for column, part in zip(spec.order, after, strict=True))
+        key = tuple(
+            _coerce(_column(column), part) for column, part in zip(spec.order, after, strict=True)
+        )
         statement = statement.where(_after(spec.order, key))
     rows = list(session.scalars(statement.order_by(*spec.order).limit(count + 1)))
     next_after = None
@@ -125,7 +131,11 @@ def _coerce(column: SQLColumnExpression[Any], value: Any) -> Any:
     if value is None or isinstance(value, python_type):
         return value
     try:
-        return uuid.UUID(value) if python_type is uuid.UUID else python_type(value)
+        if python_type is uuid.UUID:
+            return uuid.UUID(value)
+        if python_type is datetime:
+            return datetime.fromisoformat(value)
+        return python_type(value)
     except (TypeError, ValueError):
         raise InvalidSearch("the page link is not valid") from None
 
@@ -135,16 +145,29 @@ def _after(
 ) -> ColumnElement[bool]:
     # (a, b, c) > (x, y, z) spelt out: row values are not comparable on every database with
     # every type, and this form lets the first column's index bound the scan.
+    columns = [_column(part) for part in order]
+    descending = [_descending(part) for part in order]
     alternatives = []
     for depth in range(len(order)):
-        equal = [order[i] == key[i] for i in range(depth)]
-        alternatives.append(and_(*equal, order[depth] > key[depth]))
-    return and_(order[0] >= key[0], or_(*alternatives))
+        equal = [columns[i] == key[i] for i in range(depth)]
+        beyond = columns[depth] < key[depth] if descending[depth] else columns[depth] > key[depth]
+        alternatives.append(and_(*equal, beyond))
+    first = columns[0] <= key[0] if descending[0] else columns[0] >= key[0]
+    return and_(first, or_(*alternatives))
+
+
+def _descending(part: SQLColumnExpression[Any]) -> bool:
+    return isinstance(part, UnaryExpression) and part.modifier is operators.desc_op
+
+
+def _column(part: SQLColumnExpression[Any]) -> SQLColumnExpression[Any]:
+    """The column of an order part (`column` or `column.desc()`)."""
+    return cast(SQLColumnExpression[Any], part.element) if _descending(part) else part  # type: ignore[attr-defined]
 
 
 def _key_of(spec: SearchSpec[Any], row: Any) -> Select[Any]:
     identity = spec.model.id
-    return select(*spec.order).where(identity == row.id)
+    return select(*(_column(part) for part in spec.order)).where(identity == row.id)
 
 
 # --- helpers for condition builders --------------------------------------------------------

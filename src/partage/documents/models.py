@@ -46,6 +46,8 @@ class DocumentContent(Base):
     __tablename__ = "documents_contents"
 
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # FHIR R4's Attachment.hash is SHA-1: kept to answer it, never to name anything.
+    sha1: Mapped[str | None] = mapped_column(String(40))
     size: Mapped[int] = mapped_column(BigInteger)
     # Where the encrypted bytes are, in the store's own terms (a file name, an object key).
     storage_key: Mapped[str] = mapped_column(String(200))

@@ -41,7 +41,7 @@ _PIX_PARAMETERS = frozenset({"sourceIdentifier", "targetSystem", "_format"})
 _MAX_HOPS = 8
 
 
-def _survivor(session: Session, person: Person | None) -> Person | None:
+def survivor_person(session: Session, person: Person | None) -> Person | None:
     for _ in range(_MAX_HOPS):
         if person is None or person.status != PersonStatus.merged or not person.merged_into_id:
             return person
@@ -49,7 +49,7 @@ def _survivor(session: Session, person: Person | None) -> Person | None:
     return person
 
 
-def _identity_survivor(session: Session, identity: LocalIdentity) -> LocalIdentity:
+def identity_survivor(session: Session, identity: LocalIdentity) -> LocalIdentity:
     for _ in range(_MAX_HOPS):
         if identity.active or identity.replaced_by_id is None:
             return identity
@@ -60,7 +60,7 @@ def _identity_survivor(session: Session, identity: LocalIdentity) -> LocalIdenti
     return identity
 
 
-def _source_persons(
+def persons_by_identifier(
     session: Session, system: str, value: str, domains: dict[str, Establishment], base: str
 ) -> list[Person] | None:
     """The persons a source identifier names ([] when not found); None: unknown domain."""
@@ -94,7 +94,7 @@ def _source_persons(
     ).one_or_none()
     if identity is None:
         return []
-    return load_persons(session, [_identity_survivor(session, identity).person_id])
+    return load_persons(session, [identity_survivor(session, identity).person_id])
 
 
 def _pix_identifiers(session: Session, persons: Sequence[Person]) -> list[dict[str, Any]]:
@@ -145,12 +145,12 @@ def _pix(session: Session, call: OperationCall) -> OperationResult:
     known = {*domains, PERSON_ID_SYSTEM, *INS_SYSTEMS, call.base}
     if any(t not in known for t in targets):
         return _pix_error(403, "code-invalid", "targetSystem not found")
-    found = _source_persons(session, system, value, domains, call.base)
+    found = persons_by_identifier(session, system, value, domains, call.base)
     if found is None:
         return _pix_error(400, "code-invalid", "sourceIdentifier Assigning Authority not found")
     persons: list[Person] = []
     for person in found:
-        survivor = _survivor(session, person)
+        survivor = survivor_person(session, person)
         if survivor is not None and survivor not in persons:
             persons.append(survivor)
     record(

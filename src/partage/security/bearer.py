@@ -33,7 +33,9 @@ class InvalidToken(Exception):
 
 # Built once: these run on every API request.
 _CLIENT_STATE = (
-    select(OAuthClient.status, OAuthClient.name, RevokedAccessToken.jti)
+    select(
+        OAuthClient.status, OAuthClient.name, RevokedAccessToken.jti, OAuthClient.establishment_id
+    )
     .select_from(OAuthClient)
     .outerjoin(RevokedAccessToken, RevokedAccessToken.jti == bindparam("jti"))
     .where(OAuthClient.client_id == bindparam("client_id"))
@@ -72,7 +74,14 @@ def principal_from_token(db: Session | Connection, platform: Platform, token: st
         row = db.execute(_CLIENT_STATE, {"jti": jti, "client_id": client_id}).first()
         if row is None or row[0] != ClientStatus.active or row[2] is not None:
             raise InvalidToken("invalid token")
-        return Principal(kind="client", label=row[1], client_id=client_id, scopes=scopes)
+        # An establishment's system acts for that establishment (its patients' documents).
+        return Principal(
+            kind="client",
+            label=row[1],
+            client_id=client_id,
+            scopes=scopes,
+            establishment_id=row[3],
+        )
     if kind == "account":
         try:
             account_id = uuid.UUID(str(claims.get("sub")))

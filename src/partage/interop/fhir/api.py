@@ -52,7 +52,15 @@ MAX_OPERATION_BODY = 1_000_000
 def metadata(request: Request) -> Response:
     """The CapabilityStatement: what this server reads and searches, and how to sign in."""
     platform = get_platform(request)
-    return fhir_response(capability_statement(platform.settings.issuer, _RESOURCES))
+    # Imported here: the documents' routes build on this module.
+    from partage.documents.fhir_api import capability_resources
+
+    statement = capability_statement(platform.settings.issuer, _RESOURCES)
+    statement["rest"][0]["resource"] += capability_resources()
+    statement["rest"][0]["interaction"] = [
+        {"code": "transaction", "documentation": "IHE MHD ITI-65 (Provide Document Bundle)"}
+    ]
+    return fhir_response(statement)
 
 
 @router.get("/{resource_type}")
@@ -234,11 +242,33 @@ def _search(
         included = _included(session, resource, query, page.items)
         if resource.audit is not None:
             _audit_search(session, principal, resource, decision, query, page.items, page.total)
-    base = f"{platform.settings.issuer}/fhir"
-    links = [{"relation": "self", "url": _link(base, resource, query.echoed, query.after)}]
-    if page.next_after is not None:
+    bundle = searchset(
+        f"{platform.settings.issuer}/fhir",
+        resource.name,
+        query,
+        matches=matches,
+        included=included,
+        next_after=page.next_after,
+        total=page.total,
+    )
+    return fhir_response(bundle)
+
+
+def searchset(
+    base: str,
+    resource_name: str,
+    query: SearchRequest,
+    *,
+    matches: list[Rendered],
+    included: list[Rendered],
+    next_after: Any,
+    total: int | None,
+) -> dict[str, Any]:
+    """A page of search results as a `searchset` Bundle, with its self and next links."""
+    links = [{"relation": "self", "url": _link(base, resource_name, query.echoed, query.after)}]
+    if next_after is not None:
         links.append(
-            {"relation": "next", "url": _link(base, resource, query.echoed, page.next_after)}
+            {"relation": "next", "url": _link(base, resource_name, query.echoed, next_after)}
         )
     entries: list[dict[str, Any]] = [_entry(base, r, "match") for r in matches] + [
         _entry(base, r, "include") for r in included
@@ -256,14 +286,14 @@ def _search(
         "meta": {"lastUpdated": datetime.now(UTC).isoformat()},
         "type": "searchset",
     }
-    if page.total is not None:
-        bundle["total"] = page.total
-    elif page.next_after is None and query.after is None:
+    if total is not None:
+        bundle["total"] = total
+    elif next_after is None and query.after is None:
         bundle["total"] = len(matches)  # the whole result is on this one page
     bundle["link"] = links
     if entries:
         bundle["entry"] = entries
-    return fhir_response(bundle)
+    return bundle
 
 
 def _audit_search(
@@ -358,12 +388,12 @@ def _entry(base: str, resource: Rendered, mode: str) -> dict[str, Any]:
     }
 
 
-def _link(base: str, resource: ResourceType, echoed: list[tuple[str, str]], after: Any) -> str:
+def _link(base: str, resource_name: str, echoed: list[tuple[str, str]], after: Any) -> str:
     items = list(echoed)
     if after is not None:
         items.append((PAGE_PARAMETER, encode_after(after)))
     query = urlencode(items)
-    return f"{base}/{resource.name}" + (f"?{query}" if query else "")
+    return f"{base}/{resource_name}" + (f"?{query}" if query else "")
 
 
 def _version(last_updated: str) -> str:

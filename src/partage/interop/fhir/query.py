@@ -23,7 +23,9 @@ _FORMATS = frozenset({"json", "application/json", "application/fhir+json"})
 _RESULT_PARAMETERS = frozenset(
     {"_count", "_include", "_total", "_summary", "_format", PAGE_PARAMETER, "_totalMethod"}
 )
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*(?::[A-Za-z\-]+)?$")
+_NAME = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_\-.]*(?::[A-Za-z\-]+)?$"
+)  # dots: chained (patient.identifier)
 
 
 @dataclass

@@ -23,6 +23,7 @@ def upgrade() -> None:
     op.create_table(
         "documents_contents",
         sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("sha1", sa.String(length=40), nullable=True),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("storage_key", sa.String(length=200), nullable=False),
         sa.Column("scheme", sa.String(length=32), nullable=False),

@@ -1,0 +1,604 @@
+"""Writes of the document registry: deposit (with replacement), status and visibility
+changes. Each runs in the caller's transaction and records its audit rows there; none
+commits. Contents are prepared and staged by `deposit.py` before the transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, cast
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from partage.access.decision import Decision, decide_deposit, require
+from partage.audit.actions import record
+from partage.db import utcnow
+from partage.directory.models import Organization, Practitioner
+from partage.documents import service
+from partage.documents.models import (
+    DocumentContent,
+    DocumentEntry,
+    DocumentRelation,
+    DocumentStatus,
+    Folder,
+    FolderMember,
+    RelationKind,
+    SubmissionSet,
+)
+from partage.documents.submission import (
+    INVISIBLE_PATIENT,
+    INVISIBLE_REPRESENTANTS_LEGAUX,
+    MASQUE_PS,
+    MAX_DOCUMENT_BYTES,
+    AuthorRef,
+    DepositedDocument,
+    DepositResult,
+    NewDocument,
+    PatientRef,
+    Submission,
+    SubmissionError,
+)
+from partage.identity.fhir_pix import identity_survivor, survivor_person
+from partage.identity.models import LocalIdentity, Person
+from partage.security.models import Establishment
+from partage.security.principal import Principal
+
+
+class PreparedContent(Protocol):
+    """A content hashed and encrypted, ready to be indexed (see `repository.py`)."""
+
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def storage_key(self) -> str: ...
+    @property
+    def scheme(self) -> str: ...
+    @property
+    def kek_id(self) -> str: ...
+    @property
+    def wrapped_key(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class ResolvedAuthor:
+    practitioner_id: uuid.UUID | None
+    organization_id: uuid.UUID | None
+    label: str | None
+
+
+def check_content(document: NewDocument, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> str:
+    """What can be checked of a document alone, before anything is written; its SHA-1."""
+    where = document.where
+    if not document.content:
+        raise SubmissionError("the document's content is empty", where=where, code="required")
+    if len(document.content) > max_bytes:
+        raise SubmissionError(
+            f"the document weighs {len(document.content)} bytes, more than the "
+            f"{max_bytes} accepted",
+            where=where,
+            code="too-long",
+        )
+    if document.declared_size is not None and document.declared_size != len(document.content):
+        raise SubmissionError(
+            f"the declared size ({document.declared_size}) is not the content's size "
+            f"({len(document.content)})",
+            where=f"{where}.size" if where else "size",
+            code="value",
+        )
+    sha1 = hashlib.sha1(document.content, usedforsecurity=False)
+    if document.declared_hash is not None:
+        if len(document.declared_hash) == 20:
+            matches = sha1.digest() == document.declared_hash
+        elif len(document.declared_hash) == 32:
+            matches = hashlib.sha256(document.content).digest() == document.declared_hash
+        else:
+            raise SubmissionError(
+                "the declared hash is neither a SHA-1 nor a SHA-256",
+                where=f"{where}.hash" if where else "hash",
+                code="value",
+            )
+        if not matches:
+            raise SubmissionError(
+                "the declared hash does not match the content",
+                where=f"{where}.hash" if where else "hash",
+                code="value",
+            )
+    if document.type is None or not document.type.code:
+        raise SubmissionError(
+            "the document's type (LOINC) is missing", where=f"{where}.type", code="required"
+        )
+    if not document.mime_type:
+        raise SubmissionError(
+            "the document's content type is missing", where=f"{where}.contentType", code="required"
+        )
+    return sha1.hexdigest()
+
+
+def resolve_identity(
+    session: Session, *, principal: Principal, patient: PatientRef
+) -> LocalIdentity:
+    """The local identity the documents are filed under, once the depositor may.
+
+    "Unknown" and "not yours" get the same answer: a depositor learns nothing of the
+    identities of other establishments."""
+    refused = SubmissionError(
+        "no identity of this patient in your identification domain: give the patient's "
+        "identifier (IPP) with your domain's OID",
+        where="subject",
+        code="not-found",
+    )
+    identity: LocalIdentity | None = None
+    if patient.domain_oid and patient.local_id:
+        domain = session.scalars(
+            select(Establishment).where(Establishment.patient_id_oid == patient.domain_oid)
+        ).one_or_none()
+        if domain is not None:
+            identity = session.scalars(
+                select(LocalIdentity).where(
+                    LocalIdentity.establishment_id == domain.id,
+                    LocalIdentity.local_id == patient.local_id,
+                )
+            ).one_or_none()
+            if identity is not None:
+                identity = identity_survivor(session, identity)
+    else:
+        person: Person | None = None
+        if patient.person_id is not None:
+            person = survivor_person(session, session.get(Person, patient.person_id))
+        elif patient.ins:
+            holder = session.scalars(
+                select(LocalIdentity).where(
+                    LocalIdentity.k_ins == patient.ins[:13],
+                    LocalIdentity.ins == patient.ins,
+                    LocalIdentity.status == "QUAL",
+                    LocalIdentity.active,
+                )
+            ).first()
+            person = (
+                survivor_person(session, session.get(Person, holder.person_id)) if holder else None
+            )
+        if person is not None and principal.establishment_id is not None:
+            identity = session.scalars(
+                select(LocalIdentity)
+                .where(
+                    LocalIdentity.person_id == person.id,
+                    LocalIdentity.establishment_id == principal.establishment_id,
+                    LocalIdentity.active,
+                )
+                .order_by(LocalIdentity.created_at)
+            ).first()
+    if identity is None or not identity.active:
+        raise refused
+    decision = decide_deposit(principal, identity_establishment_id=identity.establishment_id)
+    if not decision.allowed:
+        raise refused
+    return identity
+
+
+def _author(session: Session, author: AuthorRef, where: str) -> ResolvedAuthor:
+    practitioner: Practitioner | None = None
+    if author.practitioner_id is not None:
+        practitioner = session.get(Practitioner, author.practitioner_id)
+    elif author.practitioner_national_id:
+        practitioner = session.scalars(
+            select(Practitioner).where(Practitioner.national_id == author.practitioner_national_id)
+        ).one_or_none()
+    if (author.practitioner_id or author.practitioner_national_id) and practitioner is None:
+        known_as = author.practitioner_national_id or str(author.practitioner_id)
+        raise SubmissionError(
+            f"unknown author: no professional {known_as} in the territory's directory",
+            where=where,
+            code="not-found",
+        )
+    organization: Organization | None = None
+    if author.organization_id is not None:
+        organization = session.get(Organization, author.organization_id)
+    elif author.organization_finess:
+        organization = (
+            session.scalars(
+                select(Organization)
+                .where(Organization.finess_et == author.organization_finess)
+                .order_by(Organization.source_key)
+            ).first()
+            or session.scalars(
+                select(Organization)
+                .where(Organization.finess_ej == author.organization_finess)
+                .order_by(Organization.source_key)
+            ).first()
+        )
+    if (author.organization_id or author.organization_finess) and organization is None:
+        known_as = author.organization_finess or str(author.organization_id)
+        raise SubmissionError(
+            f"unknown author organization: no structure {known_as} in the territory's directory",
+            where=where,
+            code="not-found",
+        )
+    label = author.label
+    if not label and practitioner is not None:
+        label = " ".join(p for p in (practitioner.given_name, practitioner.family_name) if p)
+    if organization is not None:
+        label = f"{label} ({organization.name})" if label else organization.name
+    return ResolvedAuthor(
+        practitioner.id if practitioner else None,
+        organization.id if organization else None,
+        label,
+    )
+
+
+def _authors(session: Session, document: NewDocument) -> ResolvedAuthor:
+    """The document's author: the first professional given, the first structure given."""
+    if not document.authors or all(a.is_empty and not a.label for a in document.authors):
+        raise SubmissionError(
+            "the document has no author", where=f"{document.where}.author", code="required"
+        )
+    resolved = [
+        _author(session, author, f"{document.where}.author[{i}]")
+        for i, author in enumerate(document.authors)
+    ]
+    practitioner = next((r for r in resolved if r.practitioner_id), None)
+    organization = next((r for r in resolved if r.organization_id), None)
+    labels = [r.label for r in resolved if r.label]
+    return ResolvedAuthor(
+        practitioner.practitioner_id if practitioner else None,
+        organization.organization_id if organization else None,
+        "; ".join(labels)[:300] if labels else None,
+    )
+
+
+def _insert_contents(
+    session: Session, contents: list[PreparedContent], sha1s: list[str], now: datetime
+) -> None:
+    rows: dict[str, dict[str, Any]] = {}
+    for content, sha1 in zip(contents, sha1s, strict=True):
+        rows[content.sha256] = {
+            "sha256": content.sha256,
+            "sha1": sha1,
+            "size": content.size,
+            "storage_key": content.storage_key,
+            "scheme": content.scheme,
+            "kek_id": content.kek_id,
+            "wrapped_key": content.wrapped_key,
+            "created_at": now,
+        }
+    table = cast(Table, DocumentContent.__table__)
+    dialect = session.get_bind().dialect.name
+    # The same content deposited twice (or by two deposits at once) is stored once.
+    statement = (
+        postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    ).on_conflict_do_nothing(index_elements=["sha256"])
+    session.execute(statement, list(rows.values()))
+
+
+def do_deposit(
+    session: Session,
+    *,
+    principal: Principal,
+    submission: Submission,
+    contents: list[PreparedContent],
+    sha1s: list[str],
+) -> DepositResult:
+    """File a submission's documents, all or none (the caller's transaction)."""
+    identity = resolve_identity(session, principal=principal, patient=submission.patient)
+    person_id = identity.person_id
+    if session.scalar(
+        select(SubmissionSet.id).where(SubmissionSet.unique_id == submission.unique_id)
+    ):
+        raise SubmissionError(
+            f"the submission {submission.unique_id} was already received",
+            where="SubmissionSet.identifier",
+            code="duplicate",
+        )
+    unique_ids = [d.unique_id for d in submission.documents]
+    if len(set(unique_ids)) != len(unique_ids):
+        raise SubmissionError("two documents of the submission share a uniqueId", code="duplicate")
+    taken = set(
+        session.scalars(
+            select(DocumentEntry.unique_id).where(DocumentEntry.unique_id.in_(unique_ids))
+        )
+    )
+    for document in submission.documents:
+        if document.unique_id in taken:
+            raise SubmissionError(
+                f"a document with the uniqueId {document.unique_id} is already stored",
+                where=f"{document.where}.masterIdentifier",
+                code="duplicate",
+            )
+    now = utcnow()
+    decision = decide_deposit(principal, identity_establishment_id=identity.establishment_id)
+    authors = [_authors(session, document) for document in submission.documents]
+    _insert_contents(session, contents, sha1s, now)
+    submission_set = SubmissionSet(
+        unique_id=submission.unique_id,
+        source_id=submission.source_id,
+        local_identity_id=identity.id,
+        establishment_id=identity.establishment_id,
+        title=submission.title,
+        author_label=submission.author_label or (authors[0].label if authors else None),
+        submitted_by=principal.label[:200],
+        channel=submission.channel,
+        submitted_at=now,
+    )
+    session.add(submission_set)
+    session.flush()
+    folders = {f.unique_id: f for f in submission.folders}
+    folder_rows: dict[str, Folder] = {}
+    for unique_id, folder in folders.items():
+        folder_row = session.scalars(select(Folder).where(Folder.unique_id == unique_id)).first()
+        if folder_row is None:
+            folder_row = Folder(
+                unique_id=unique_id,
+                local_identity_id=identity.id,
+                title=folder.title,
+                code=folder.code,
+            )
+            session.add(folder_row)
+        elif service.person_of_identity(session, folder_row.local_identity_id) != person_id:
+            raise SubmissionError(
+                f"the folder {unique_id} belongs to another patient", code="value"
+            )
+        folder_rows[unique_id] = folder_row
+    deposited: list[DepositedDocument] = []
+    for document, content, author in zip(submission.documents, contents, authors, strict=True):
+        entry_id = uuid.uuid4()
+        lineage_id, version, replaced = entry_id, 1, None
+        relations: list[tuple[RelationKind, DocumentEntry]] = []
+        for relation in document.relations:
+            target = _relation_target(session, relation.target_id, relation.target_unique_id)
+            if (
+                target is None
+                or service.person_of_identity(session, target.local_identity_id) != person_id
+            ):
+                raise SubmissionError(
+                    "the related document is not in this patient's record",
+                    where=f"{document.where}.relatesTo",
+                    code="not-found",
+                )
+            if relation.kind is RelationKind.replaces:
+                if target.status != DocumentStatus.current:
+                    raise SubmissionError(
+                        f"the document replaced is {target.status}, not current",
+                        where=f"{document.where}.relatesTo",
+                        code="value",
+                    )
+                if replaced is not None:
+                    raise SubmissionError(
+                        "a document replaces one document only",
+                        where=f"{document.where}.relatesTo",
+                    )
+                replaced = target
+                lineage_id, version = target.lineage_id, target.version + 1
+                target.status = DocumentStatus.superseded
+                target.updated_at = now
+            relations.append((relation.kind, target))
+        assert document.type is not None
+        assert document.creation_time is not None
+        entry = DocumentEntry(
+            id=entry_id,
+            unique_id=document.unique_id,
+            lineage_id=lineage_id,
+            version=version,
+            status=DocumentStatus.current,
+            local_identity_id=identity.id,
+            establishment_id=identity.establishment_id,
+            submission_set_id=submission_set.id,
+            type_system=document.type.system or "",
+            type_code=document.type.code,
+            type_display=document.type.display,
+            class_system=document.class_.system if document.class_ else None,
+            class_code=document.class_.code if document.class_ else None,
+            class_display=document.class_.display if document.class_ else None,
+            format_code=document.format_code,
+            mime_type=document.mime_type,
+            language=document.language,
+            title=(document.title or "")[:300] or None,
+            size=content.size,
+            sha256=content.sha256,
+            creation_time=document.creation_time,
+            service_start=document.service_start,
+            service_end=document.service_end,
+            author_practitioner_id=author.practitioner_id,
+            author_organization_id=author.organization_id,
+            author_label=author.label,
+            author_account_id=principal.account_id if principal.kind == "account" else None,
+            facility_type_code=document.facility_type.code if document.facility_type else None,
+            facility_type_display=(
+                document.facility_type.display if document.facility_type else None
+            ),
+            practice_setting_code=(
+                document.practice_setting.code if document.practice_setting else None
+            ),
+            practice_setting_display=(
+                document.practice_setting.display if document.practice_setting else None
+            ),
+            confidentiality=document.confidentiality,
+            invisible_patient=INVISIBLE_PATIENT in document.visibility,
+            masked_ps=MASQUE_PS in document.visibility,
+            invisible_legal_reps=INVISIBLE_REPRESENTANTS_LEGAUX in document.visibility,
+            deposited_at=now,
+            updated_at=now,
+        )
+        session.add(entry)
+        for kind, target in relations:
+            session.add(DocumentRelation(source_id=entry_id, target_id=target.id, kind=kind))
+        for folder_unique_id in document.folders:
+            folder_row = folder_rows.get(folder_unique_id)
+            if folder_row is None:
+                raise SubmissionError(
+                    f"the folder {folder_unique_id} is not part of the submission",
+                    where=f"{document.where}",
+                )
+            session.flush()
+            session.add(
+                FolderMember(
+                    folder_id=folder_row.id,
+                    document_id=entry_id,
+                    submission_set_id=submission_set.id,
+                )
+            )
+        _audit(
+            session,
+            principal=principal,
+            decision=decision,
+            action="document.deposit",
+            entry_id=entry_id,
+            person_id=person_id,
+            detail={
+                "unique_id": document.unique_id,
+                "submission": submission.unique_id,
+                "channel": submission.channel,
+                "version": version,
+                **({"replaces": str(replaced.id)} if replaced is not None else {}),
+            },
+        )
+        deposited.append(
+            DepositedDocument(
+                entry_id, document.unique_id, version, person_id, replaced.id if replaced else None
+            )
+        )
+    return DepositResult(
+        submission_set_id=submission_set.id,
+        unique_id=submission.unique_id,
+        person_id=person_id,
+        local_identity_id=identity.id,
+        documents=deposited,
+    )
+
+
+def _relation_target(
+    session: Session, target_id: uuid.UUID | None, unique_id: str | None
+) -> DocumentEntry | None:
+    if target_id is not None:
+        return service.get_entry(session, target_id)
+    if unique_id:
+        return service.entry_by_unique_id(session, unique_id)
+    return None
+
+
+def _audit(
+    session: Session,
+    *,
+    principal: Principal,
+    decision: Decision,
+    action: str,
+    entry_id: uuid.UUID,
+    person_id: uuid.UUID,
+    detail: dict[str, Any],
+) -> None:
+    record(
+        session,
+        actor=principal.actor,
+        action=action,
+        entity_type="DocumentReference",
+        entity_id=str(entry_id),
+        person_id=str(person_id),
+        basis=decision.basis.value if decision.basis else None,
+        detail=detail,
+    )
+
+
+# --- changes after deposit ------------------------------------------------------------------
+
+_CHANGEABLE = {
+    DocumentStatus.current: frozenset({DocumentStatus.entered_in_error, DocumentStatus.archived}),
+    DocumentStatus.archived: frozenset({DocumentStatus.current, DocumentStatus.entered_in_error}),
+    DocumentStatus.superseded: frozenset({DocumentStatus.entered_in_error}),
+    DocumentStatus.entered_in_error: frozenset(),
+}
+
+
+def entry_for_author(
+    session: Session, *, principal: Principal, entry_id: uuid.UUID
+) -> tuple[DocumentEntry, Decision]:
+    """A document its depositor (the establishment's system, or the professional who
+    deposited it) may change; NotFound otherwise, as if it did not exist."""
+    from partage.access.decision import Action, NotFound
+
+    require(session, principal, Action.document_deposit, entity_type="DocumentReference")
+    entry = service.get_entry(session, entry_id)
+    if entry is None:
+        raise NotFound()
+    caller = service.caller_of(session, principal)
+    person_id = service.person_of_identity(session, entry.local_identity_id)
+    subject = service.subject_of(session, person_id) if person_id else None
+    if subject is None:
+        raise NotFound()
+    from partage.access.decision import decide_record
+
+    grant = decide_record(caller, subject)
+    if not grant.is_author_of(service.facts(entry)):
+        raise NotFound()
+    return entry, grant.decision
+
+
+def do_change_status(
+    session: Session,
+    *,
+    principal: Principal,
+    entry_id: uuid.UUID,
+    status: DocumentStatus,
+    reason: str | None = None,
+) -> DocumentEntry:
+    entry, decision = entry_for_author(session, principal=principal, entry_id=entry_id)
+    current = DocumentStatus(entry.status)
+    if status == current:
+        return entry
+    if status not in _CHANGEABLE[current]:
+        raise SubmissionError(
+            f"a document {current.value} cannot become {status.value}", where="status", code="value"
+        )
+    entry.status = status
+    entry.updated_at = utcnow()
+    person_id = service.person_of_identity(session, entry.local_identity_id)
+    assert person_id is not None
+    _audit(
+        session,
+        principal=principal,
+        decision=decision,
+        action="document.status",
+        entry_id=entry.id,
+        person_id=person_id,
+        detail={"from": current.value, "to": status.value, "reason": reason},
+    )
+    return entry
+
+
+def do_set_visibility(
+    session: Session,
+    *,
+    principal: Principal,
+    entry_id: uuid.UUID,
+    visibility: frozenset[str],
+    confidentiality: str | None = None,
+) -> DocumentEntry:
+    entry, decision = entry_for_author(session, principal=principal, entry_id=entry_id)
+    before = {
+        "invisible_patient": entry.invisible_patient,
+        "masked_ps": entry.masked_ps,
+        "invisible_legal_reps": entry.invisible_legal_reps,
+        "confidentiality": entry.confidentiality,
+    }
+    entry.invisible_patient = INVISIBLE_PATIENT in visibility
+    entry.masked_ps = MASQUE_PS in visibility
+    entry.invisible_legal_reps = INVISIBLE_REPRESENTANTS_LEGAUX in visibility
+    if confidentiality is not None:
+        entry.confidentiality = confidentiality
+    entry.updated_at = utcnow()
+    person_id = service.person_of_identity(session, entry.local_identity_id)
+    assert person_id is not None
+    _audit(
+        session,
+        principal=principal,
+        decision=decision,
+        action="document.visibility",
+        entry_id=entry.id,
+        person_id=person_id,
+        detail={"before": before, "after": sorted(visibility), "confidentiality": confidentiality},
+    )
+    return entry

@@ -1,0 +1,480 @@
+"""The documents as FHIR: MHD ITI-65 (provide: a transaction Bundle posted to the base),
+ITI-67 (find: DocumentReference search and read), ITI-68 (retrieve: Binary, with byte
+ranges), and the author's changes (status, visibility labels) by PUT.
+
+Every read is decided person by person (`access.decision.decide_record`): the record's
+person, then what of it the caller may see. A document the caller may not see answers as one
+that does not exist. Each read, search and deposit writes its audit row in the transaction
+that decided it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from partage.access.decision import Action, NotFound, RecordGrant, decide_record, require
+from partage.audit.actions import record
+from partage.db import transaction
+from partage.documents import service
+from partage.documents.actions import do_change_status, do_set_visibility
+from partage.documents.deposit import deposit
+from partage.documents.fhir_render import ARCHIVED_TAG, document_references
+from partage.documents.fhir_search import DEFAULT_SORT, DOCUMENTS, PATIENT_PARAMETERS, SORTS
+from partage.documents.mhd import parse_provide_bundle, transaction_response
+from partage.documents.models import DocumentEntry, DocumentStatus
+from partage.documents.repository import ContentCorrupted
+from partage.documents.submission import (
+    CONFIDENTIALITY_SYSTEM,
+    VISIBILITY_CODES,
+    SubmissionError,
+)
+from partage.identity.fhir_pix import persons_by_identifier, survivor_person
+from partage.interop.fhir.api import searchset
+from partage.interop.fhir.outcome import FHIR_JSON, FhirError, fhir_response
+from partage.interop.fhir.query import parse_search
+from partage.interop.fhir.resources import Audit, ResourceType
+from partage.platform import Platform
+from partage.search import Criterion, InvalidSearch, run_search, split_token
+from partage.security.deps import BearerPrincipal
+from partage.security.models import Establishment, Profile
+from partage.security.principal import Principal
+from partage.web.deps import get_platform
+
+router = APIRouter(prefix="/fhir", tags=["fhir"])
+# A provide Bundle carries its documents in base64: the largest document accepted, and more.
+MAX_PROVIDE_BODY = 96 * 1024 * 1024
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+DOCUMENT_REFERENCE = ResourceType(
+    name="DocumentReference",
+    profile="https://profiles.ihe.net/ITI/MHD/StructureDefinition/IHE.MHD.Comprehensive.DocumentReference",
+    spec=DOCUMENTS,
+    read=service.get_entry,
+    render=lambda session, rows: document_references(session, rows, base=""),
+    action=Action.document_read,
+    audit=Audit(action="document", person_of=lambda entry: None),
+)
+
+
+def _context(principal: Principal) -> str:
+    if principal.kind == "client":
+        return "system"
+    return "patient" if principal.profile == Profile.patient else "user"
+
+
+def _check_scopes(principal: Principal, resource: str, permission: str) -> None:
+    if not principal.scopes.allows(_context(principal), resource, permission):
+        raise FhirError(
+            403, f"the token's scopes do not allow '{permission}' on {resource}", code="forbidden"
+        )
+
+
+def _base(platform: Platform) -> str:
+    return f"{platform.settings.issuer}/fhir"
+
+
+def _basis(grant: RecordGrant) -> str | None:
+    return grant.decision.basis.value if grant.decision.basis else None
+
+
+# --- ITI-65: provide ------------------------------------------------------------------------
+
+
+@router.post("", include_in_schema=True)
+@router.post("/", include_in_schema=False)
+async def provide(request: Request, principal: BearerPrincipal) -> Response:
+    """A transaction Bundle: ITI-65, the documents of one submission set, all or nothing."""
+    platform = get_platform(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in (FHIR_JSON, "application/json"):
+        raise FhirError(415, "send the Bundle as application/fhir+json")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_PROVIDE_BODY:
+        raise FhirError(413, "the Bundle is too large", code="too-costly")
+    raw = await request.body()
+    if len(raw) > MAX_PROVIDE_BODY:
+        raise FhirError(413, "the Bundle is too large", code="too-costly")
+    return await run_in_threadpool(_provide, platform, principal, raw)
+
+
+def _provide(platform: Platform, principal: Principal, raw: bytes) -> Response:
+    _check_scopes(principal, "DocumentReference", "c")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise FhirError(400, "the body is not JSON", code="structure") from None
+    base = _base(platform)
+    try:
+        submission, urls = parse_provide_bundle(body, base=base)
+        with transaction(platform.sessions) as session:
+            # Who may deposit at all is checked before any work on the content.
+            require(session, principal, Action.document_deposit, entity_type="DocumentReference")
+        result = deposit(
+            platform.sessions, platform.repository, principal=principal, submission=submission
+        )
+    except SubmissionError as error:
+        _refused(platform, principal, error)
+        status = 409 if error.code == "duplicate" else 422 if error.code == "not-found" else 400
+        raise FhirError(status, error.message, code=error.code, expression=error.where) from None
+    return fhir_response(transaction_response(body, result, urls, base=base))
+
+
+def _refused(platform: Platform, principal: Principal, error: SubmissionError) -> None:
+    """A refused deposit leaves a trace: who tried what (never the content)."""
+    with transaction(platform.sessions) as session:
+        record(
+            session,
+            actor=principal.actor,
+            action="document.deposit",
+            outcome="refused",
+            entity_type="DocumentReference",
+            detail={"reason": error.message[:300], "where": error.where[:200]},
+        )
+
+
+# --- ITI-67: find ---------------------------------------------------------------------------
+
+
+@router.get("/DocumentReference")
+def search_documents(request: Request, principal: BearerPrincipal) -> Response:
+    return _search(request, principal, list(request.query_params.multi_items()))
+
+
+@router.post("/DocumentReference/_search")
+async def search_documents_by_post(request: Request, principal: BearerPrincipal) -> Response:
+    form = await request.form()
+    items = list(request.query_params.multi_items())
+    items += [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+    return await run_in_threadpool(_search, request, principal, items)
+
+
+def _patient_person(session: Session, criteria: list[Criterion], base: str) -> uuid.UUID | None:
+    """The one person the search is about; None when no such person is known."""
+    given = [c for c in criteria if c.name in PATIENT_PARAMETERS]
+    if len(given) != 1 or len(given[0].values) != 1:
+        raise FhirError(
+            400,
+            "a DocumentReference search names one patient: patient=Patient/<id> or "
+            "patient.identifier=system|value",
+            code="required",
+            expression="patient",
+        )
+    criterion, value = given[0], given[0].values[0]
+    if criterion.name == "patient":
+        tail = value.rsplit("Patient/", 1)[-1]
+        try:
+            person_id = uuid.UUID(tail)
+        except ValueError:
+            raise FhirError(
+                400, f"'{value}' is not a Patient reference", expression="patient"
+            ) from None
+        from partage.identity.models import Person
+
+        person = survivor_person(session, session.get(Person, person_id))
+        return person.id if person is not None else None
+    system, code = split_token(value)
+    if not system or not code:
+        raise FhirError(400, "patient.identifier is system|value", expression="patient.identifier")
+    domains = {f"urn:oid:{e.patient_id_oid}": e for e in session.scalars(select(Establishment))}
+    found = persons_by_identifier(session, system, code, domains, base) or []
+    survivors = {p.id for p in (survivor_person(session, f) for f in found) if p is not None}
+    return next(iter(survivors)) if len(survivors) == 1 else None
+
+
+def _search(request: Request, principal: Principal, items: list[tuple[str, str]]) -> Response:
+    platform = get_platform(request)
+    _check_scopes(principal, "DocumentReference", "s")
+    sort = DEFAULT_SORT
+    kept: list[tuple[str, str]] = []
+    for name, value in items:
+        if name == "_sort":
+            if value not in SORTS:
+                raise FhirError(
+                    400,
+                    f"_sort supports {', '.join(sorted(SORTS))}",
+                    code="not-supported",
+                    expression="_sort",
+                )
+            sort = value
+        else:
+            kept.append((name, value))
+    lenient = "handling=lenient" in request.headers.get("prefer", "").replace(" ", "")
+    query = parse_search(DOCUMENT_REFERENCE, kept, lenient=lenient)
+    if sort != DEFAULT_SORT:
+        query.echoed.append(("_sort", sort))
+    base = _base(platform)
+    with transaction(platform.sessions) as session:
+        require(session, principal, Action.document_read, entity_type="DocumentReference")
+        person_id = _patient_person(session, query.criteria, base)
+        subject = service.subject_of(session, person_id) if person_id else None
+        grant = (
+            decide_record(service.caller_of(session, principal), subject)
+            if subject is not None
+            else None
+        )
+        rows: list[DocumentEntry] = []
+        next_after, total = None, None
+        if subject is not None and grant is not None and grant.decision.allowed:
+            spec = replace(
+                DOCUMENTS,
+                always=(service.in_record_of(subject.person_id), service.grant_condition(grant)),
+                order=SORTS[sort],
+            )
+            try:
+                page = run_search(
+                    session,
+                    spec,
+                    criteria=[c for c in query.criteria if c.name not in PATIENT_PARAMETERS],
+                    count=query.count,
+                    after=query.after,
+                    with_total=query.with_total,
+                )
+            except InvalidSearch as error:
+                raise FhirError(400, str(error)) from None
+            rows, next_after, total = page.items, page.next_after, page.total
+        elif query.with_total:
+            total = 0
+        matches = document_references(session, rows, base=base)
+        record(
+            session,
+            actor=principal.actor,
+            action="document.search",
+            outcome="success" if grant is not None and grant.decision.allowed else "denied",
+            entity_type="DocumentReference",
+            person_id=str(subject.person_id) if subject is not None else None,
+            basis=_basis(grant) if grant is not None else None,
+            detail={
+                "parameters": sorted({c.name for c in query.criteria}),
+                "documents": [str(r.id) for r in rows],
+                "next_page": query.after is not None,
+                **(
+                    {"reason": grant.decision.reason}
+                    if grant and not grant.decision.allowed
+                    else {}
+                ),
+            },
+        )
+    bundle = searchset(
+        base,
+        "DocumentReference",
+        query,
+        matches=matches,
+        included=[],
+        next_after=next_after,
+        total=total,
+    )
+    return fhir_response(bundle)
+
+
+def _entry_for_reader(
+    session: Session, principal: Principal, entry_id: str, *, action: str
+) -> tuple[DocumentEntry, RecordGrant, uuid.UUID]:
+    """The entry, once the decision admits it for the caller; NotFound (audited) otherwise."""
+    require(session, principal, Action.document_read, entity_type="DocumentReference")
+    try:
+        entry = service.get_entry(session, uuid.UUID(entry_id))
+    except ValueError:
+        entry = None
+    person_id = service.person_of_identity(session, entry.local_identity_id) if entry else None
+    subject = service.subject_of(session, person_id) if person_id else None
+    grant = decide_record(service.caller_of(session, principal), subject) if subject else None
+    if entry is None or subject is None or grant is None or not grant.admits(service.facts(entry)):
+        # Committed although the request fails: a refused read is part of the trace.
+        record(
+            session,
+            actor=principal.actor,
+            action=action,
+            outcome="not_found" if entry is None else "denied",
+            entity_type="DocumentReference",
+            entity_id=entry_id[:128],
+            person_id=str(subject.person_id) if subject is not None else None,
+            detail={"reason": grant.decision.reason} if grant is not None else {},
+        )
+        session.commit()
+        raise NotFound()
+    record(
+        session,
+        actor=principal.actor,
+        action=action,
+        entity_type="DocumentReference",
+        entity_id=str(entry.id),
+        person_id=str(subject.person_id),
+        basis=_basis(grant),
+    )
+    return entry, grant, subject.person_id
+
+
+@router.get("/DocumentReference/{entry_id}")
+def read_document(entry_id: str, request: Request, principal: BearerPrincipal) -> Response:
+    platform = get_platform(request)
+    _check_scopes(principal, "DocumentReference", "r")
+    with transaction(platform.sessions) as session:
+        entry, _, _ = _entry_for_reader(session, principal, entry_id, action="document.read")
+        rendered = document_references(session, [entry], base=_base(platform))[0]
+    return fhir_response(
+        rendered, headers={"ETag": f'W/"{entry.version}-{entry.updated_at.timestamp()}"'}
+    )
+
+
+# --- ITI-68: retrieve -----------------------------------------------------------------------
+
+
+@router.get("/Binary/{entry_id}")
+def retrieve(entry_id: str, request: Request, principal: BearerPrincipal) -> Response:
+    """The document's bytes (or a FHIR Binary when asked for FHIR JSON); one byte range."""
+    platform = get_platform(request)
+    _check_scopes(principal, "Binary", "r")
+    range_header = request.headers.get("range")
+    with transaction(platform.sessions) as session:
+        entry, _, _ = _entry_for_reader(session, principal, entry_id, action="document.retrieve")
+        content = service.content_of(session, entry)
+        session.expunge_all()
+    if content is None:
+        raise FhirError(404, f"Binary/{entry_id} is not known", code="not-found")
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "no-store",
+        "Content-Disposition": "attachment",
+    }
+    try:
+        if range_header:
+            start, end = _byte_range(range_header, entry.size)
+            data = platform.repository.read_range(content, start, end + 1)
+            headers["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
+            return Response(data, status_code=206, media_type=entry.mime_type, headers=headers)
+        data = platform.repository.read(content)
+    except ContentCorrupted:
+        raise FhirError(
+            500, "the stored content failed its integrity check", code="exception"
+        ) from None
+    accept = request.headers.get("accept", "")
+    if FHIR_JSON in accept and entry.mime_type != FHIR_JSON:
+        import base64
+
+        binary = {
+            "resourceType": "Binary",
+            "id": str(entry.id),
+            "contentType": entry.mime_type,
+            "data": base64.b64encode(data).decode(),
+        }
+        return fhir_response(binary, headers={"Cache-Control": "no-store"})
+    return Response(data, media_type=entry.mime_type, headers=headers)
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int]:
+    """One `bytes=a-b`, `bytes=a-` or `bytes=-n` range, as [start, end] inclusive."""
+    match = _RANGE.match(header.strip())
+    unsatisfiable = FhirError(416, f"the range {header!r} is not satisfiable (size {size})")
+    if match is None or match.group(1) == match.group(2) == "":
+        raise unsatisfiable
+    first, last = match.group(1), match.group(2)
+    if first == "":
+        length = int(last)
+        if length == 0:
+            raise unsatisfiable
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or end < start:
+        raise unsatisfiable
+    return start, end
+
+
+# --- the author's changes -----------------------------------------------------------------
+
+
+@router.put("/DocumentReference/{entry_id}")
+async def update_document(entry_id: str, request: Request, principal: BearerPrincipal) -> Response:
+    """The depositor changes the status (entered-in-error, archived, current again) or the
+    visibility labels; anything else is a new version (ITI-65 with relatesTo replaces)."""
+    platform = get_platform(request)
+    raw = await request.body()
+    if len(raw) > 1_000_000:
+        raise FhirError(413, "the resource is too large", code="too-costly")
+    return await run_in_threadpool(_update, platform, principal, entry_id, raw)
+
+
+def _update(platform: Platform, principal: Principal, entry_id: str, raw: bytes) -> Response:
+    _check_scopes(principal, "DocumentReference", "u")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise FhirError(400, "the body is not JSON", code="structure") from None
+    if not isinstance(body, dict) or body.get("resourceType") != "DocumentReference":
+        raise FhirError(400, "the body is not a DocumentReference", code="structure")
+    if body.get("id") != entry_id:
+        raise FhirError(400, "the resource's id is not the one in the URL", expression="id")
+    status_value = body.get("status")
+    tags = (body.get("meta") or {}).get("tag") or []
+    archived = any(isinstance(t, dict) and t.get("code") == ARCHIVED_TAG["code"] for t in tags)
+    if status_value not in ("current", "entered-in-error", "superseded"):
+        raise FhirError(400, "status is current or entered-in-error", expression="status")
+    status = (
+        DocumentStatus.archived
+        if status_value == "current" and archived
+        else DocumentStatus(status_value)
+    )
+    visibility: set[str] = set()
+    confidentiality = None
+    for label in body.get("securityLabel") or []:
+        for coding in (label or {}).get("coding") or [] if isinstance(label, dict) else []:
+            code = coding.get("code") if isinstance(coding, dict) else None
+            if code in VISIBILITY_CODES:
+                visibility.add(code)
+            elif code in ("N", "R", "V") and coding.get("system") in (CONFIDENTIALITY_SYSTEM, None):
+                confidentiality = code
+    try:
+        entry_uuid = uuid.UUID(entry_id)
+    except ValueError:
+        raise NotFound() from None
+    try:
+        with transaction(platform.sessions) as session:
+            entry = service.get_entry(session, entry_uuid)
+            if entry is not None and status != DocumentStatus(entry.status):
+                if status is DocumentStatus.superseded:
+                    raise SubmissionError(
+                        "a document is superseded by depositing its new version", where="status"
+                    )
+                do_change_status(session, principal=principal, entry_id=entry_uuid, status=status)
+            entry = do_set_visibility(
+                session,
+                principal=principal,
+                entry_id=entry_uuid,
+                visibility=frozenset(visibility),
+                confidentiality=confidentiality,
+            )
+            rendered = document_references(session, [entry], base=_base(platform))[0]
+    except SubmissionError as error:
+        raise FhirError(422, error.message, code=error.code, expression=error.where) from None
+    return fhir_response(rendered)
+
+
+def capability_resources() -> list[dict[str, Any]]:
+    """What the CapabilityStatement says of documents (beyond the registered types)."""
+    return [
+        {
+            "type": "DocumentReference",
+            "profile": DOCUMENT_REFERENCE.profile,
+            "interaction": [
+                {"code": "read"},
+                {"code": "search-type"},
+                {"code": "update", "documentation": "status and visibility labels only"},
+            ],
+            "searchParam": [
+                {"name": p.name, "type": p.type, "documentation": p.description}
+                for p in DOCUMENTS.parameters.values()
+            ]
+            + [{"name": "_sort", "type": "special", "documentation": ", ".join(SORTS)}],
+        },
+        {"type": "Binary", "interaction": [{"code": "read"}]},
+    ]
