@@ -11,6 +11,7 @@ from partage.cli import (
     accounts,
     audit,
     clients,
+    connector,
     db,
     directory,
     establishments,
@@ -63,3 +64,4 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
 app.add_typer(directory.app, name="directory")
 app.add_typer(identities.app, name="identities")
+app.add_typer(connector.app, name="connector")
