@@ -56,7 +56,7 @@ class Platform:
             passwords=Passwords(settings),
             signing_keys=SigningKeys(sessions, read_sessions, keyring),
             audit_batcher=AuditBatcher(sessions),
-            repository=Repository.from_settings(settings, keyring),
+            repository=Repository.from_settings(settings, keyring, sessions=read_sessions),
         )
 
     def prepare(self) -> None:

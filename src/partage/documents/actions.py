@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -19,7 +19,7 @@ from partage.access.decision import Decision, decide_deposit, require
 from partage.audit.actions import record
 from partage.db import utcnow
 from partage.directory.models import Organization, Practitioner
-from partage.documents import service
+from partage.documents import lookups, service
 from partage.documents.models import (
     DocumentContent,
     DocumentEntry,
@@ -36,6 +36,7 @@ from partage.documents.submission import (
     MASQUE_PS,
     MAX_DOCUMENT_BYTES,
     AuthorRef,
+    Coding,
     DepositedDocument,
     DepositResult,
     NewDocument,
@@ -45,7 +46,6 @@ from partage.documents.submission import (
 )
 from partage.identity.fhir_pix import identity_survivor, survivor_person
 from partage.identity.models import LocalIdentity, Person
-from partage.security.models import Establishment
 from partage.security.principal import Principal
 
 
@@ -64,6 +64,23 @@ class PreparedContent(Protocol):
     def kek_id(self) -> str: ...
     @property
     def wrapped_key(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class FilingIdentity:
+    """The local identity documents are filed under."""
+
+    id: uuid.UUID
+    person_id: uuid.UUID
+    establishment_id: uuid.UUID
+
+
+_IDENTITY_BY_LOCAL_ID = select(
+    LocalIdentity.id, LocalIdentity.person_id, LocalIdentity.establishment_id, LocalIdentity.active
+).where(
+    LocalIdentity.establishment_id == bindparam("establishment"),
+    LocalIdentity.local_id == bindparam("local_id"),
+)
 
 
 @dataclass(frozen=True)
@@ -123,7 +140,7 @@ def check_content(document: NewDocument, *, max_bytes: int = MAX_DOCUMENT_BYTES)
 
 def resolve_identity(
     session: Session, *, principal: Principal, patient: PatientRef
-) -> LocalIdentity:
+) -> FilingIdentity:
     """The local identity the documents are filed under, once the depositor may.
 
     "Unknown" and "not yours" get the same answer: a depositor learns nothing of the
@@ -136,18 +153,17 @@ def resolve_identity(
     )
     identity: LocalIdentity | None = None
     if patient.domain_oid and patient.local_id:
-        domain = session.scalars(
-            select(Establishment).where(Establishment.patient_id_oid == patient.domain_oid)
-        ).one_or_none()
-        if domain is not None:
-            identity = session.scalars(
-                select(LocalIdentity).where(
-                    LocalIdentity.establishment_id == domain.id,
-                    LocalIdentity.local_id == patient.local_id,
-                )
-            ).one_or_none()
-            if identity is not None:
-                identity = identity_survivor(session, identity)
+        domain_id = lookups.domain_establishment(session, patient.domain_oid)
+        if domain_id is not None:
+            row = session.execute(
+                _IDENTITY_BY_LOCAL_ID, {"establishment": domain_id, "local_id": patient.local_id}
+            ).first()
+            if row is not None and row.active:
+                found = FilingIdentity(row.id, row.person_id, row.establishment_id)
+                return _allowed(principal, found, refused)
+            if row is not None:
+                # Merged by its establishment (A40): filed under the surviving identity.
+                identity = identity_survivor(session, session.get_one(LocalIdentity, row.id))
     else:
         person: Person | None = None
         if patient.person_id is not None:
@@ -176,20 +192,30 @@ def resolve_identity(
             ).first()
     if identity is None or not identity.active:
         raise refused
-    decision = decide_deposit(principal, identity_establishment_id=identity.establishment_id)
-    if not decision.allowed:
+    return _allowed(
+        principal,
+        FilingIdentity(identity.id, identity.person_id, identity.establishment_id),
+        refused,
+    )
+
+
+def _allowed(
+    principal: Principal, identity: FilingIdentity, refused: SubmissionError
+) -> FilingIdentity:
+    if not decide_deposit(principal, identity_establishment_id=identity.establishment_id).allowed:
         raise refused
     return identity
 
 
 def _author(session: Session, author: AuthorRef, where: str) -> ResolvedAuthor:
-    practitioner: Practitioner | None = None
+    practitioner: lookups.KnownPractitioner | None = None
     if author.practitioner_id is not None:
-        practitioner = session.get(Practitioner, author.practitioner_id)
+        row = session.get(Practitioner, author.practitioner_id)
+        if row is not None:
+            name = " ".join(p for p in (row.given_name, row.family_name) if p)
+            practitioner = lookups.KnownPractitioner(row.id, name)
     elif author.practitioner_national_id:
-        practitioner = session.scalars(
-            select(Practitioner).where(Practitioner.national_id == author.practitioner_national_id)
-        ).one_or_none()
+        practitioner = lookups.practitioner_by_national_id(session, author.practitioner_national_id)
     if (author.practitioner_id or author.practitioner_national_id) and practitioner is None:
         known_as = author.practitioner_national_id or str(author.practitioner_id)
         raise SubmissionError(
@@ -222,7 +248,7 @@ def _author(session: Session, author: AuthorRef, where: str) -> ResolvedAuthor:
         )
     label = author.label
     if not label and practitioner is not None:
-        label = " ".join(p for p in (practitioner.given_name, practitioner.family_name) if p)
+        label = practitioner.label
     if organization is not None:
         label = f"{label} ({organization.name})" if label else organization.name
     return ResolvedAuthor(
@@ -254,7 +280,9 @@ def _authors(session: Session, document: NewDocument) -> ResolvedAuthor:
 
 def _insert_contents(
     session: Session, contents: list[PreparedContent], sha1s: list[str], now: datetime
-) -> None:
+) -> set[str]:
+    """Index the contents; the hashes this deposit's rows won (a content deposited before,
+    or by another deposit at once, keeps the first row and its blob)."""
     rows: dict[str, dict[str, Any]] = {}
     for content, sha1 in zip(contents, sha1s, strict=True):
         rows[content.sha256] = {
@@ -269,32 +297,62 @@ def _insert_contents(
         }
     table = cast(Table, DocumentContent.__table__)
     dialect = session.get_bind().dialect.name
-    # The same content deposited twice (or by two deposits at once) is stored once.
-    statement = (
-        postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-    ).on_conflict_do_nothing(index_elements=["sha256"])
-    session.execute(statement, list(rows.values()))
+    won: set[str] = set()
+    for row in rows.values():
+        statement = (
+            (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table))
+            .values(row)
+            .on_conflict_do_nothing(index_elements=["sha256"])
+            .returning(table.c.sha256)
+        )
+        if session.execute(statement).scalar() is not None:
+            won.add(row["sha256"])
+    return won
 
 
-def do_deposit(
+@dataclass
+class DepositPlan:
+    """A submission checked against the registry (reads only): what to write."""
+
+    principal: Principal
+    decision: Decision
+    submission: Submission
+    identity_id: uuid.UUID
+    establishment_id: uuid.UUID
+    person_id: uuid.UUID
+    contents: list[PreparedContent]
+    sha1s: list[str]
+    authors: list[ResolvedAuthor]
+    # Per document: the entry it replaces (id, lineage, version) and its other relations.
+    replaced: list[tuple[uuid.UUID, uuid.UUID, int] | None]
+    relations: list[list[tuple[RelationKind, uuid.UUID]]]
+    # Folders of the submission already in the registry (uniqueId → id).
+    folders: dict[str, uuid.UUID]
+    # Contents already in the repository when planned (their blobs are not written again).
+    known_contents: set[str] = field(default_factory=set)
+    # Filled by `write_deposit`: the contents whose rows this deposit wrote.
+    stored: set[str] = field(default_factory=set)
+
+
+def plan_deposit(
     session: Session,
     *,
     principal: Principal,
     submission: Submission,
     contents: list[PreparedContent],
     sha1s: list[str],
-) -> DepositResult:
-    """File a submission's documents, all or none (the caller's transaction)."""
+) -> DepositPlan:
+    """Everything a deposit must check that reads the registry, before any write: it runs
+    outside the write transaction (a read session), which then only inserts — a duplicate
+    that slips in meanwhile fails on the unique indexes, a replaced version that stopped
+    being current fails its conditional update."""
     identity = resolve_identity(session, principal=principal, patient=submission.patient)
+    decision = decide_deposit(principal, identity_establishment_id=identity.establishment_id)
     person_id = identity.person_id
     if session.scalar(
         select(SubmissionSet.id).where(SubmissionSet.unique_id == submission.unique_id)
     ):
-        raise SubmissionError(
-            f"the submission {submission.unique_id} was already received",
-            where="SubmissionSet.identifier",
-            code="duplicate",
-        )
+        raise _duplicate_submission(submission)
     unique_ids = [d.unique_id for d in submission.documents]
     if len(set(unique_ids)) != len(unique_ids):
         raise SubmissionError("two documents of the submission share a uniqueId", code="duplicate")
@@ -305,50 +363,13 @@ def do_deposit(
     )
     for document in submission.documents:
         if document.unique_id in taken:
-            raise SubmissionError(
-                f"a document with the uniqueId {document.unique_id} is already stored",
-                where=f"{document.where}.masterIdentifier",
-                code="duplicate",
-            )
-    now = utcnow()
-    decision = decide_deposit(principal, identity_establishment_id=identity.establishment_id)
+            raise _duplicate_document(document)
     authors = [_authors(session, document) for document in submission.documents]
-    _insert_contents(session, contents, sha1s, now)
-    submission_set = SubmissionSet(
-        unique_id=submission.unique_id,
-        source_id=submission.source_id,
-        local_identity_id=identity.id,
-        establishment_id=identity.establishment_id,
-        title=submission.title,
-        author_label=submission.author_label or (authors[0].label if authors else None),
-        submitted_by=principal.label[:200],
-        channel=submission.channel,
-        submitted_at=now,
-    )
-    session.add(submission_set)
-    session.flush()
-    folders = {f.unique_id: f for f in submission.folders}
-    folder_rows: dict[str, Folder] = {}
-    for unique_id, folder in folders.items():
-        folder_row = session.scalars(select(Folder).where(Folder.unique_id == unique_id)).first()
-        if folder_row is None:
-            folder_row = Folder(
-                unique_id=unique_id,
-                local_identity_id=identity.id,
-                title=folder.title,
-                code=folder.code,
-            )
-            session.add(folder_row)
-        elif service.person_of_identity(session, folder_row.local_identity_id) != person_id:
-            raise SubmissionError(
-                f"the folder {unique_id} belongs to another patient", code="value"
-            )
-        folder_rows[unique_id] = folder_row
-    deposited: list[DepositedDocument] = []
-    for document, content, author in zip(submission.documents, contents, authors, strict=True):
-        entry_id = uuid.uuid4()
-        lineage_id, version, replaced = entry_id, 1, None
-        relations: list[tuple[RelationKind, DocumentEntry]] = []
+    replaced_all: list[tuple[uuid.UUID, uuid.UUID, int] | None] = []
+    relations_all: list[list[tuple[RelationKind, uuid.UUID]]] = []
+    for document in submission.documents:
+        replaced: tuple[uuid.UUID, uuid.UUID, int] | None = None
+        relations: list[tuple[RelationKind, uuid.UUID]] = []
         for relation in document.relations:
             target = _relation_target(session, relation.target_id, relation.target_unique_id)
             if (
@@ -362,113 +383,262 @@ def do_deposit(
                 )
             if relation.kind is RelationKind.replaces:
                 if target.status != DocumentStatus.current:
-                    raise SubmissionError(
-                        f"the document replaced is {target.status}, not current",
-                        where=f"{document.where}.relatesTo",
-                        code="value",
-                    )
+                    raise _not_current(document, str(target.status))
                 if replaced is not None:
                     raise SubmissionError(
                         "a document replaces one document only",
                         where=f"{document.where}.relatesTo",
                     )
-                replaced = target
-                lineage_id, version = target.lineage_id, target.version + 1
-                target.status = DocumentStatus.superseded
-                target.updated_at = now
-            relations.append((relation.kind, target))
-        assert document.type is not None
-        assert document.creation_time is not None
-        entry = DocumentEntry(
-            id=entry_id,
-            unique_id=document.unique_id,
-            lineage_id=lineage_id,
-            version=version,
-            status=DocumentStatus.current,
-            local_identity_id=identity.id,
-            establishment_id=identity.establishment_id,
-            submission_set_id=submission_set.id,
-            type_system=document.type.system or "",
-            type_code=document.type.code,
-            type_display=document.type.display,
-            class_system=document.class_.system if document.class_ else None,
-            class_code=document.class_.code if document.class_ else None,
-            class_display=document.class_.display if document.class_ else None,
-            format_code=document.format_code,
-            mime_type=document.mime_type,
-            language=document.language,
-            title=(document.title or "")[:300] or None,
-            size=content.size,
-            sha256=content.sha256,
-            creation_time=document.creation_time,
-            service_start=document.service_start,
-            service_end=document.service_end,
-            author_practitioner_id=author.practitioner_id,
-            author_organization_id=author.organization_id,
-            author_label=author.label,
-            author_account_id=principal.account_id if principal.kind == "account" else None,
-            facility_type_code=document.facility_type.code if document.facility_type else None,
-            facility_type_display=(
-                document.facility_type.display if document.facility_type else None
-            ),
-            practice_setting_code=(
-                document.practice_setting.code if document.practice_setting else None
-            ),
-            practice_setting_display=(
-                document.practice_setting.display if document.practice_setting else None
-            ),
-            confidentiality=document.confidentiality,
-            invisible_patient=INVISIBLE_PATIENT in document.visibility,
-            masked_ps=MASQUE_PS in document.visibility,
-            invisible_legal_reps=INVISIBLE_REPRESENTANTS_LEGAUX in document.visibility,
-            deposited_at=now,
-            updated_at=now,
-        )
-        session.add(entry)
-        for kind, target in relations:
-            session.add(DocumentRelation(source_id=entry_id, target_id=target.id, kind=kind))
+                replaced = (target.id, target.lineage_id, target.version)
+            relations.append((relation.kind, target.id))
         for folder_unique_id in document.folders:
-            folder_row = folder_rows.get(folder_unique_id)
-            if folder_row is None:
+            if folder_unique_id not in {f.unique_id for f in submission.folders}:
                 raise SubmissionError(
                     f"the folder {folder_unique_id} is not part of the submission",
-                    where=f"{document.where}",
+                    where=document.where,
                 )
-            session.flush()
-            session.add(
-                FolderMember(
-                    folder_id=folder_row.id,
-                    document_id=entry_id,
-                    submission_set_id=submission_set.id,
+        replaced_all.append(replaced)
+        relations_all.append(relations)
+    folders: dict[str, uuid.UUID] = {}
+    for folder in submission.folders:
+        existing = session.scalars(
+            select(Folder).where(Folder.unique_id == folder.unique_id)
+        ).first()
+        if existing is None:
+            continue
+        if service.person_of_identity(session, existing.local_identity_id) != person_id:
+            raise SubmissionError(
+                f"the folder {folder.unique_id} belongs to another patient", code="value"
+            )
+        folders[folder.unique_id] = existing.id
+    return DepositPlan(
+        principal=principal,
+        decision=decision,
+        submission=submission,
+        identity_id=identity.id,
+        establishment_id=identity.establishment_id,
+        person_id=person_id,
+        contents=contents,
+        sha1s=sha1s,
+        authors=authors,
+        replaced=replaced_all,
+        relations=relations_all,
+        folders=folders,
+        known_contents=set(
+            session.scalars(
+                select(DocumentContent.sha256).where(
+                    DocumentContent.sha256.in_([c.sha256 for c in contents])
                 )
             )
+        ),
+    )
+
+
+def _duplicate_submission(submission: Submission) -> SubmissionError:
+    return SubmissionError(
+        f"the submission {submission.unique_id} was already received",
+        where="SubmissionSet.identifier",
+        code="duplicate",
+    )
+
+
+def _duplicate_document(document: NewDocument) -> SubmissionError:
+    return SubmissionError(
+        f"a document with the uniqueId {document.unique_id} is already stored",
+        where=f"{document.where}.masterIdentifier",
+        code="duplicate",
+    )
+
+
+def _not_current(document: NewDocument, status: str) -> SubmissionError:
+    return SubmissionError(
+        f"the document replaced is {status}, not current",
+        where=f"{document.where}.relatesTo",
+        code="value",
+    )
+
+
+_SUPERSEDE = (
+    update(DocumentEntry)
+    .where(
+        DocumentEntry.id == bindparam("target"),
+        DocumentEntry.status == DocumentStatus.current.value,
+    )
+    .values(status=DocumentStatus.superseded.value, updated_at=bindparam("now"))
+)
+
+
+def write_deposit(session: Session, plan: DepositPlan) -> DepositResult:
+    """Write a planned deposit: rows inserted, replaced versions superseded, one audit row
+    per document — in the caller's transaction."""
+    submission, principal = plan.submission, plan.principal
+    now = utcnow()
+    plan.stored = _insert_contents(session, plan.contents, plan.sha1s, now)
+    submission_set_id = uuid.uuid4()
+    author_label = submission.author_label or (plan.authors[0].label if plan.authors else None)
+    session.execute(
+        insert(SubmissionSet),
+        [
+            {
+                "id": submission_set_id,
+                "unique_id": submission.unique_id,
+                "source_id": submission.source_id,
+                "local_identity_id": plan.identity_id,
+                "establishment_id": plan.establishment_id,
+                "title": submission.title,
+                "author_label": author_label,
+                "submitted_by": principal.label[:200],
+                "channel": submission.channel,
+                "submitted_at": now,
+            }
+        ],
+    )
+    folder_ids = dict(plan.folders)
+    for folder in submission.folders:
+        if folder.unique_id not in folder_ids:
+            folder_ids[folder.unique_id] = uuid.uuid4()
+            session.execute(
+                insert(Folder),
+                [
+                    {
+                        "id": folder_ids[folder.unique_id],
+                        "unique_id": folder.unique_id,
+                        "local_identity_id": plan.identity_id,
+                        "title": folder.title,
+                        "code": folder.code,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                ],
+            )
+    entries: list[dict[str, Any]] = []
+    relations: list[dict[str, Any]] = []
+    members: list[dict[str, Any]] = []
+    deposited: list[DepositedDocument] = []
+    for index, (document, content, author) in enumerate(
+        zip(submission.documents, plan.contents, plan.authors, strict=True)
+    ):
+        entry_id = uuid.uuid4()
+        lineage_id, version = entry_id, 1
+        replaced = plan.replaced[index]
+        if replaced is not None:
+            target_id, lineage_id, previous = replaced
+            version = previous + 1
+            superseded = session.execute(_SUPERSEDE, {"target": target_id, "now": now})
+            if not isinstance(superseded, CursorResult) or superseded.rowcount != 1:
+                raise _not_current(document, "no longer current")
+        assert document.type is not None
+        assert document.creation_time is not None
+        entries.append(
+            {
+                "id": entry_id,
+                "unique_id": document.unique_id,
+                "lineage_id": lineage_id,
+                "version": version,
+                "status": DocumentStatus.current.value,
+                "local_identity_id": plan.identity_id,
+                "establishment_id": plan.establishment_id,
+                "submission_set_id": submission_set_id,
+                "type_system": document.type.system or "",
+                "type_code": document.type.code,
+                "type_display": document.type.display,
+                "class_system": document.class_.system if document.class_ else None,
+                "class_code": document.class_.code if document.class_ else None,
+                "class_display": document.class_.display if document.class_ else None,
+                "format_code": document.format_code,
+                "mime_type": document.mime_type,
+                "language": document.language,
+                "title": (document.title or "")[:300] or None,
+                "size": content.size,
+                "sha256": content.sha256,
+                "creation_time": document.creation_time,
+                "service_start": document.service_start,
+                "service_end": document.service_end,
+                "author_practitioner_id": author.practitioner_id,
+                "author_organization_id": author.organization_id,
+                "author_label": author.label,
+                "author_account_id": principal.account_id if principal.kind == "account" else None,
+                "facility_type_code": _code(document.facility_type),
+                "facility_type_display": _display(document.facility_type),
+                "practice_setting_code": _code(document.practice_setting),
+                "practice_setting_display": _display(document.practice_setting),
+                "confidentiality": document.confidentiality,
+                "invisible_patient": INVISIBLE_PATIENT in document.visibility,
+                "masked_ps": MASQUE_PS in document.visibility,
+                "invisible_legal_reps": INVISIBLE_REPRESENTANTS_LEGAUX in document.visibility,
+                "deposited_at": now,
+                "updated_at": now,
+            }
+        )
+        relations += [
+            {"id": uuid.uuid4(), "source_id": entry_id, "target_id": target, "kind": kind.value,
+             "created_at": now}
+            for kind, target in plan.relations[index]
+        ]  # fmt: skip
+        members += [
+            {"folder_id": folder_ids[f], "document_id": entry_id,
+             "submission_set_id": submission_set_id}
+            for f in document.folders
+        ]  # fmt: skip
         _audit(
             session,
             principal=principal,
-            decision=decision,
+            decision=plan.decision,
             action="document.deposit",
             entry_id=entry_id,
-            person_id=person_id,
+            person_id=plan.person_id,
             detail={
                 "unique_id": document.unique_id,
                 "submission": submission.unique_id,
                 "channel": submission.channel,
                 "version": version,
-                **({"replaces": str(replaced.id)} if replaced is not None else {}),
+                **({"replaces": str(replaced[0])} if replaced is not None else {}),
             },
         )
         deposited.append(
             DepositedDocument(
-                entry_id, document.unique_id, version, person_id, replaced.id if replaced else None
+                entry_id,
+                document.unique_id,
+                version,
+                plan.person_id,
+                replaced[0] if replaced is not None else None,
             )
         )
+    session.execute(insert(DocumentEntry), entries)
+    if relations:
+        session.execute(insert(DocumentRelation), relations)
+    if members:
+        session.execute(insert(FolderMember), members)
     return DepositResult(
-        submission_set_id=submission_set.id,
+        submission_set_id=submission_set_id,
         unique_id=submission.unique_id,
-        person_id=person_id,
-        local_identity_id=identity.id,
+        person_id=plan.person_id,
+        local_identity_id=plan.identity_id,
         documents=deposited,
     )
+
+
+def _code(coding: Coding | None) -> str | None:
+    return coding.code if coding is not None else None
+
+
+def _display(coding: Coding | None) -> str | None:
+    return coding.display if coding is not None else None
+
+
+def do_deposit(
+    session: Session,
+    *,
+    principal: Principal,
+    submission: Submission,
+    contents: list[PreparedContent],
+    sha1s: list[str],
+) -> DepositResult:
+    """Check and file a submission's documents, all or none, in the caller's transaction."""
+    plan = plan_deposit(
+        session, principal=principal, submission=submission, contents=contents, sha1s=sha1s
+    )
+    return write_deposit(session, plan)
 
 
 def _relation_target(

@@ -6,13 +6,16 @@ transaction, and the staged contents kept or dropped by its outcome.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime
+from weakref import WeakKeyDictionary
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from partage.db import transaction
-from partage.documents.actions import check_content, do_deposit
+from partage.documents.actions import DepositPlan, check_content, plan_deposit, write_deposit
 from partage.documents.cda import CdaDocument, InvalidCda, parse_cda
 from partage.documents.repository import Repository
 from partage.documents.submission import (
@@ -26,6 +29,7 @@ from partage.documents.submission import (
     Submission,
     SubmissionError,
 )
+from partage.group_commit import GroupCommitter
 from partage.identity.ins import INS_OIDS
 from partage.security.principal import Principal
 
@@ -120,25 +124,69 @@ def deposit(
     *,
     principal: Principal,
     submission: Submission,
+    read_sessions: sessionmaker[Session] | None = None,
 ) -> DepositResult:
-    """File the submission: all of it, or nothing (and no content left behind)."""
+    """File the submission: all of it, or nothing (and no content left behind).
+
+    With `read_sessions`, the checks run there, outside the write transaction, and the rows
+    are written in groups with the deposits of other threads (`group_commit`): what a busy
+    channel (the FHIR API) wants. Without, one transaction does both."""
     submission = prepare_submission(submission)
     sha1s = [check_content(document) for document in submission.documents]
     prepared = [repository.prepare(document.content) for document in submission.documents]
-    staged = [repository.stage(content) for content in prepared]
-    try:
-        with transaction(sessions) as session:
-            result = do_deposit(
-                session,
-                principal=principal,
-                submission=submission,
-                contents=list(prepared),
+    if read_sessions is None:
+        staged = [repository.stage(content) for content in prepared]
+        try:
+            with transaction(sessions) as session:
+                plan = plan_deposit(
+                    session, principal=principal, submission=submission, contents=list(prepared),
+                    sha1s=sha1s,
+                )  # fmt: skip
+                result = write_deposit(session, plan)
+        except BaseException:
+            for item in staged:
+                repository.abandoned(item)
+            raise
+    else:
+        with read_sessions() as session:
+            plan = plan_deposit(
+                session, principal=principal, submission=submission, contents=list(prepared),
                 sha1s=sha1s,
-            )
-    except BaseException:
-        for item in staged:
-            repository.abandoned(item)
-        raise
+            )  # fmt: skip
+        staged = [
+            repository.stage(content, already_stored=content.sha256 in plan.known_contents)
+            for content in prepared
+        ]
+        try:
+            result = _writer(sessions).submit(plan)
+        except IntegrityError:
+            for item in staged:
+                repository.abandoned(item)
+            # A deposit with the same identifiers committed between the checks and the write.
+            raise SubmissionError(
+                "the submission or one of its documents was already received",
+                code="duplicate",
+            ) from None
+        except BaseException:
+            for item in staged:
+                repository.abandoned(item)
+            raise
     for item in staged:
-        repository.committed(item)
+        repository.committed(item, row_written=item.prepared.sha256 in plan.stored)
     return result
+
+
+_WRITERS: WeakKeyDictionary[sessionmaker[Session], GroupCommitter[DepositPlan, DepositResult]] = (
+    WeakKeyDictionary()
+)
+_WRITERS_LOCK = threading.Lock()
+
+
+def _writer(sessions: sessionmaker[Session]) -> GroupCommitter[DepositPlan, DepositResult]:
+    """One group committer per database (per sessionmaker) in this process."""
+    with _WRITERS_LOCK:
+        writer = _WRITERS.get(sessions)
+        if writer is None:
+            writer = GroupCommitter(sessions, write_deposit)
+            _WRITERS[sessions] = writer
+        return writer

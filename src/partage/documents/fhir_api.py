@@ -22,7 +22,14 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from partage.access.decision import Action, NotFound, RecordGrant, decide_record, require
+from partage.access.decision import (
+    Action,
+    NotFound,
+    RecordGrant,
+    decide,
+    decide_record,
+    require,
+)
 from partage.audit.actions import record
 from partage.db import transaction
 from partage.documents import service
@@ -116,11 +123,19 @@ def _provide(platform: Platform, principal: Principal, raw: bytes) -> Response:
     base = _base(platform)
     try:
         submission, urls = parse_provide_bundle(body, base=base)
-        with transaction(platform.sessions) as session:
-            # Who may deposit at all is checked before any work on the content.
-            require(session, principal, Action.document_deposit, entity_type="DocumentReference")
+        # Who may deposit at all is checked before any work on the content (a denial is
+        # recorded in a transaction of its own; an allowance needs none).
+        if not decide(principal, Action.document_deposit).allowed:
+            with transaction(platform.sessions) as session:
+                require(
+                    session, principal, Action.document_deposit, entity_type="DocumentReference"
+                )
         result = deposit(
-            platform.sessions, platform.repository, principal=principal, submission=submission
+            platform.sessions,
+            platform.repository,
+            principal=principal,
+            submission=submission,
+            read_sessions=platform.read_sessions,
         )
     except SubmissionError as error:
         _refused(platform, principal, error)

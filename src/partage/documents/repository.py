@@ -170,11 +170,15 @@ class Repository:
             encrypted=encrypted,
         )
 
-    def stage(self, prepared: PreparedContent) -> StagedContent:
+    def stage(
+        self, prepared: PreparedContent, *, already_stored: bool | None = None
+    ) -> StagedContent:
         """Write the encrypted bytes durably, before the transaction inserting the row
         commits (not inside it: the fsyncs would hold SQLite's write lock). A content
-        already stored is not written again."""
-        if self._stored_key(prepared.sha256) is not None:
+        already stored is not written again (`already_stored`: the caller looked it up)."""
+        if already_stored is None:
+            already_stored = self._stored_key(prepared.sha256) is not None
+        if already_stored:
             return StagedContent(prepared, written=False)
         if isinstance(self.store, LocalFileStore):
             self.store.stage(prepared.storage_key, prepared.encrypted)
@@ -183,15 +187,18 @@ class Repository:
             self.store.put(prepared.storage_key, prepared.encrypted)
         return StagedContent(prepared, written=True)
 
-    def committed(self, staged: StagedContent) -> None:
+    def committed(self, staged: StagedContent, *, row_written: bool | None = None) -> None:
         """After the commit: put the staged bytes in place (or drop them if another
-        deposit's row won). Never raises: the deposit is committed whatever happens here,
-        and recovery finishes what this could not."""
+        deposit's row won; `row_written`: the caller knows whether its row was the one
+        written). Never raises: the deposit is committed whatever happens here, and
+        recovery finishes what this could not."""
         if not staged.written:
             return
         key = staged.prepared.storage_key
         try:
-            if self._sessions is not None and self._stored_key(staged.prepared.sha256) != key:
+            if row_written is None and self._sessions is not None:
+                row_written = self._stored_key(staged.prepared.sha256) == key
+            if row_written is False:
                 self._drop_staged(key)
             elif isinstance(self.store, LocalFileStore):
                 self.store.promote(key)

@@ -1,0 +1,77 @@
+"""The directory facts a deposit reads, with a short memory.
+
+Every deposit names its establishment's patient domain (by OID) and its author (by RPPS):
+the same few hundred values all day. They are read with plain column queries and kept a few
+minutes per database; only what was found is kept (an author added to the directory is
+found at once, one removed stays known a few minutes: the directory itself changes by
+daily imports)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from partage.directory.models import Practitioner
+from partage.security.models import Establishment
+
+TTL_SECONDS = 300.0
+
+_DOMAIN = select(Establishment.id).where(Establishment.patient_id_oid == bindparam("oid"))
+_PRACTITIONER_BY_NATIONAL_ID = select(
+    Practitioner.id, Practitioner.given_name, Practitioner.family_name
+).where(Practitioner.national_id == bindparam("national_id"))
+
+
+@dataclass(frozen=True)
+class KnownPractitioner:
+    id: uuid.UUID
+    label: str
+
+
+_cache: dict[tuple[str, str, str], tuple[float, Any]] = {}
+_lock = threading.Lock()
+
+
+def _remembered(session: Session, kind: str, key: str) -> Any | None:
+    entry = _cache.get((str(session.get_bind().engine.url), kind, key))
+    if entry is None or entry[0] < time.monotonic():
+        return None
+    return entry[1]
+
+
+def _remember(session: Session, kind: str, key: str, value: Any) -> None:
+    with _lock:
+        if len(_cache) > 100_000:
+            _cache.clear()
+        _cache[(str(session.get_bind().engine.url), kind, key)] = (
+            time.monotonic() + TTL_SECONDS,
+            value,
+        )
+
+
+def domain_establishment(session: Session, oid: str) -> uuid.UUID | None:
+    """The establishment whose patient identifier domain is `oid`."""
+    found = _remembered(session, "domain", oid)
+    if found is None:
+        found = session.execute(_DOMAIN, {"oid": oid}).scalar()
+        if found is not None:
+            _remember(session, "domain", oid, found)
+    return found if isinstance(found, uuid.UUID) else None
+
+
+def practitioner_by_national_id(session: Session, national_id: str) -> KnownPractitioner | None:
+    found = _remembered(session, "rpps", national_id)
+    if isinstance(found, KnownPractitioner):
+        return found
+    row = session.execute(_PRACTITIONER_BY_NATIONAL_ID, {"national_id": national_id}).first()
+    if row is None:
+        return None
+    known = KnownPractitioner(row[0], " ".join(p for p in (row[1], row[2]) if p))
+    _remember(session, "rpps", national_id, known)
+    return known

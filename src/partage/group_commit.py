@@ -1,0 +1,119 @@
+"""Group commit: writes handed over by many threads, applied together in one transaction.
+
+On SQLite every write transaction passes through the one writer lock, and on PostgreSQL
+every commit is a WAL flush behind the audit chain's head row: one transaction per request
+caps a write-heavy endpoint at the rate of commits. Here each caller hands its item over and
+waits; whichever waiting thread finds the committer idle applies everything that queued (up
+to `max_group`) in one transaction. Nothing is answered before the transaction holding it
+has committed, and one item's refusal costs the others nothing: the group is rolled back,
+the items before the refused one are applied again together, the refused one alone (its
+error is its answer), then the rest. No delay is added to gather a group: a group is what
+queued while the previous one was being written.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from partage.db import transaction
+
+T = TypeVar("T")
+R = TypeVar("R")
+MAX_GROUP = 64
+
+
+@dataclass
+class _Pending(Generic[T]):
+    item: T
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+
+class GroupCommitter(Generic[T, R]):
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        apply: Callable[[Session, T], R],
+        *,
+        max_group: int = MAX_GROUP,
+    ) -> None:
+        self._sessions = sessions
+        self._apply = apply
+        self._max_group = max_group
+        self._queue: deque[_Pending[T]] = deque()
+        self._changed = threading.Condition()
+        self._busy = False
+
+    def submit(self, item: T) -> R:
+        """Apply `item` and return what `apply` returned, once committed; or raise what
+        applying it raised (nothing of it is then stored)."""
+        pending: _Pending[T] = _Pending(item)
+        with self._changed:
+            self._queue.append(pending)
+        while True:
+            with self._changed:
+                while self._busy and not pending.done:
+                    self._changed.wait()
+                if pending.done:
+                    break
+                self._busy = True
+                count = min(len(self._queue), self._max_group)
+                group = [self._queue.popleft() for _ in range(count)]
+            try:
+                self._apply_group(group)
+            finally:
+                with self._changed:
+                    for each in group:
+                        if not each.done:
+                            each.error = RuntimeError("the write was not applied")
+                            each.done = True
+                    self._busy = False
+                    self._changed.notify_all()
+        if pending.error is not None:
+            raise pending.error
+        return pending.result  # type: ignore[no-any-return]
+
+    def _apply_group(self, group: list[_Pending[T]]) -> None:
+        while group:
+            if len(group) == 1:
+                self._apply_alone(group[0])
+                return
+            applied: list[tuple[_Pending[T], Any]] = []
+            failed: _Pending[T] | None = None
+            try:
+                with transaction(self._sessions) as session:
+                    for pending in group:
+                        failed = pending
+                        applied.append((pending, self._apply(session, pending.item)))
+                        failed = None
+            except Exception:
+                done = {id(p) for p, _ in applied}
+                rest = [p for p in group if id(p) not in done and p is not failed]
+                if failed is None:
+                    # The commit itself failed: each on its own, each gets its answer.
+                    for pending, _ in applied:
+                        self._apply_alone(pending)
+                    group = rest
+                    continue
+                self._apply_group([p for p, _ in applied])
+                self._apply_alone(failed)
+                group = rest
+                continue
+            for pending, result in applied:
+                pending.result, pending.done = result, True
+            return
+
+    def _apply_alone(self, pending: _Pending[T]) -> None:
+        try:
+            with transaction(self._sessions) as session:
+                pending.result = self._apply(session, pending.item)
+        except Exception as error:
+            pending.error = error
+        pending.done = True
