@@ -23,7 +23,8 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import islice
@@ -126,21 +127,44 @@ def deposit_many(
         raise ValueError("batch_size must be at least 1")
     report = BulkReport()
     authors = _Authors()
+    # Without read sessions of its own, the repository neither looks each content up before
+    # staging it nor after the commit: this loader knows both (one query per batch before,
+    # RETURNING at the insert), and a lookup per content would cost more than its write.
+    repository = Repository(repository.store, repository.keks)
     iterator = iter(items)
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="bulk-docs") as pool:
-        while batch := list(islice(iterator, batch_size)):
-            _deposit_batch(
-                sessions,
-                read_sessions or sessions,
-                repository,
-                batch,
-                principal=principal,
-                channel=channel,
-                skip_existing=skip_existing,
-                pool=pool,
-                authors=authors,
-                report=report,
-            )
+    reads = read_sessions or sessions
+    workers = max(1, workers)
+    # A pipeline of two stages: while one batch is written and committed, the next one is
+    # checked, encrypted and staged by another thread (and the caller builds the one after).
+    with (
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bulk-docs") as pool,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk-ahead") as ahead,
+    ):
+
+        def start(batch: list[BulkDocument]) -> Future[_Batch] | None:
+            if not batch:
+                return None
+            return ahead.submit(
+                _stage_batch, reads, repository, batch, channel=channel,
+                skip_existing=skip_existing, pool=pool,
+            )  # fmt: skip
+
+        coming = start(list(islice(iterator, batch_size)))
+        while coming is not None:
+            current = coming.result()
+            coming = None
+            try:
+                coming = start(list(islice(iterator, batch_size)))
+                _commit_batch(
+                    sessions, repository, current, principal=principal, channel=channel,
+                    pool=pool, authors=authors, report=report,
+                )  # fmt: skip
+            except BaseException:
+                if coming is not None:  # what the next batch staged meanwhile goes too
+                    with suppress(BaseException):
+                        list(pool.map(repository.abandoned, coming.result().staged.values()))
+                raise
+            report.skipped += current.skipped
             report.batches += 1
             if progress is not None:
                 progress(report)
@@ -169,34 +193,39 @@ def _check(item: BulkDocument, channel: str, position: int) -> _Checked:
     return _Checked(item, document, sha1, hashlib.sha256(document.content).hexdigest())
 
 
-def _deposit_batch(
-    sessions: sessionmaker[Session],
+@dataclass(slots=True)
+class _Batch:
+    checked: list[_Checked]
+    staged: dict[str, StagedContent]  # by SHA-256: the contents new to the repository
+    skipped: int = 0
+
+
+def _stage_batch(
     read_sessions: sessionmaker[Session],
     repository: Repository,
     batch: list[BulkDocument],
     *,
-    principal: Principal,
     channel: str,
     skip_existing: bool,
     pool: ThreadPoolExecutor,
-    authors: _Authors,
-    report: BulkReport,
-) -> None:
+) -> _Batch:
+    """Check the batch's documents, and encrypt and stage its contents new to the
+    repository. Raises with nothing left staged."""
     checked = [_check(item, channel, i) for i, item in enumerate(batch)]
     unique_ids = [c.document.unique_id for c in checked]
     if len(set(unique_ids)) != len(unique_ids):
         raise SubmissionError("two documents of the batch share a uniqueId", code="duplicate")
     # Read before anything is staged (outside the write transaction, which must stay
-    # short): what is stored already needs no encryption, no write.
+    # short): what is stored already needs no encryption, no write. A content the batch
+    # before is about to store is staged again, and dropped when its row loses the race.
+    skipped = 0
     with read_sessions() as session:
         taken = _existing(session, _ENTRIES.c.unique_id, unique_ids)
         if skip_existing and taken:
-            report.skipped += sum(1 for c in checked if c.document.unique_id in taken)
+            skipped = sum(1 for c in checked if c.document.unique_id in taken)
             checked = [c for c in checked if c.document.unique_id not in taken]
             taken = set()
         stored = _existing(session, _CONTENTS.c.sha256, [c.sha256 for c in checked])
-    if not checked:
-        return
     if taken:
         first = next(c for c in checked if c.document.unique_id in taken)
         raise SubmissionError(
@@ -208,34 +237,64 @@ def _deposit_batch(
     for c in checked:
         if c.sha256 not in stored:
             fresh.setdefault(c.sha256, c.document.content)
-    staged = list(
-        pool.map(lambda content: repository.stage(repository.prepare(content)), fresh.values())
-    )
-    by_hash = {s.prepared.sha256: s for s in staged}
+
+    def stage(content: bytes) -> StagedContent | BaseException:
+        try:
+            return repository.stage(repository.prepare(content))
+        except BaseException as error:  # handed back: the others must be dropped first
+            return error
+
+    outcomes = list(pool.map(stage, fresh.values()))
+    staged = {o.prepared.sha256: o for o in outcomes if isinstance(o, StagedContent)}
+    failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+    if failed is not None:
+        list(pool.map(repository.abandoned, staged.values()))
+        raise failed
+    return _Batch(checked, staged, skipped)
+
+
+def _commit_batch(
+    sessions: sessionmaker[Session],
+    repository: Repository,
+    batch: _Batch,
+    *,
+    principal: Principal,
+    channel: str,
+    pool: ThreadPoolExecutor,
+    authors: _Authors,
+    report: BulkReport,
+) -> None:
+    """Write the batch's rows in one transaction; then keep or drop its staged contents."""
+    staged = list(batch.staged.values())
+    if not batch.checked:
+        return
     try:
         with transaction(sessions) as session:
             written = _write_batch(
                 session,
-                checked,
-                by_hash,
+                batch.checked,
+                batch.staged,
                 principal=principal,
                 channel=channel,
                 authors=authors,
                 report=report,
             )
     except BaseException:
-        for item in staged:
-            repository.abandoned(item)
+        list(pool.map(repository.abandoned, staged))
         raise
-    # The rows are committed: promote what this batch's rows name, drop what lost a race.
-    for item in staged:
+
+    # The rows are committed: promote what this batch's rows name, drop what lost a race
+    # (by the threads too: a promotion may create a directory, which costs an fsync).
+    def settle(item: StagedContent) -> None:
         if item.prepared.sha256 in written:
             repository.committed(item)
-            report.bytes_written += item.prepared.size
         else:
             repository.abandoned(item)
+
+    list(pool.map(settle, staged))
+    report.bytes_written += sum(s.prepared.size for s in staged if s.prepared.sha256 in written)
     report.contents_written += len(written)
-    report.contents_shared += len(checked) - len(written)
+    report.contents_shared += len(batch.checked) - len(written)
 
 
 def _existing(session: Session, column: Any, values: Sequence[Any]) -> set[Any]:
