@@ -13,6 +13,7 @@ from partage.web import (
     identity_pages,
     passkey_pages,
     portal,
+    record_pages,
 )
 
 router = APIRouter()
@@ -23,4 +24,5 @@ router.include_router(directory_admin_pages.router)
 router.include_router(directory_pages.router)
 router.include_router(identity_pages.router)
 router.include_router(passkey_pages.router)
+router.include_router(record_pages.router)
 router.include_router(end_session.router)
