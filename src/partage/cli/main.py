@@ -14,6 +14,7 @@ from partage.cli import (
     connector,
     db,
     directory,
+    documents,
     establishments,
     identities,
     keys,
@@ -65,3 +66,4 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(directory.app, name="directory")
 app.add_typer(identities.app, name="identities")
 app.add_typer(connector.app, name="connector")
+app.add_typer(documents.app, name="documents")

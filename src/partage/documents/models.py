@@ -50,7 +50,7 @@ class DocumentContent(Base):
     sha1: Mapped[str | None] = mapped_column(String(40))
     size: Mapped[int] = mapped_column(BigInteger)
     # Where the encrypted bytes are, in the store's own terms (a file name, an object key).
-    storage_key: Mapped[str] = mapped_column(String(200))
+    storage_key: Mapped[str] = mapped_column(String(200), index=True)
     scheme: Mapped[str] = mapped_column(String(32))
     kek_id: Mapped[str] = mapped_column(String(64), index=True)
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)

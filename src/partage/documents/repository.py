@@ -356,6 +356,10 @@ class Repository:
 
     # -- recovery --------------------------------------------------------------------------
 
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.store, LocalFileStore)
+
     def recover(
         self, sessions: sessionmaker[Session], *, grace_seconds: float = ORPHAN_GRACE_SECONDS
     ) -> RecoveryReport:

@@ -34,6 +34,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("documents_contents", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_documents_contents_kek_id"), ["kek_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_documents_contents_storage_key"), ["storage_key"], unique=False
+        )
 
     op.create_table(
         "documents_folders",
@@ -288,6 +291,7 @@ def downgrade() -> None:
 
     op.drop_table("documents_folders")
     with op.batch_alter_table("documents_contents", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_documents_contents_storage_key"))
         batch_op.drop_index(batch_op.f("ix_documents_contents_kek_id"))
 
     op.drop_table("documents_contents")
