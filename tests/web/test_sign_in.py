@@ -52,7 +52,8 @@ def test_password_and_totp_lead_to_the_home_page(
     assert "Bonjour, Test hospital_physician" in home.text
     assert "Établissement de test" in home.text
     assert "Médecin hospitalier" in home.text
-    assert "Le dossier partagé de vos patients arrive bientôt." in home.text
+    assert "Retrouvez un patient et consultez ses documents" in home.text
+    assert 'href="/dossier"' in home.text
     assert 'id="main"' in home.text
     assert "Aller au contenu" in home.text
     assert client.cookies.get("partage_portal")

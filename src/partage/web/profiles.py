@@ -45,11 +45,8 @@ class Tile:
 
 _SHARED_RECORD = Tile(
     N_("Shared record"),
-    N_("The shared record of your patients is coming soon."),
-)
-_DOCUMENTS = Tile(
-    N_("Documents and reports"),
-    N_("Viewing and depositing documents is coming soon."),
+    N_("Find a patient and read their documents from every establishment of the territory."),
+    "/dossier",
 )
 _IMAGING = Tile(N_("Imaging"), N_("Viewing imaging studies is coming soon."))
 _MESSAGES = Tile(
@@ -87,7 +84,6 @@ _DIRECTORY_IMPORTS = Tile(
 HOME_TILES: dict[Profile, tuple[Tile, ...]] = {
     Profile.hospital_physician: (
         _SHARED_RECORD,
-        _DOCUMENTS,
         _IMAGING,
         _MESSAGES,
         _DIRECTORY,
@@ -104,19 +100,13 @@ HOME_TILES: dict[Profile, tuple[Tile, ...]] = {
         _SECURITY,
     ),
     Profile.pharmacist: (
-        Tile(
-            N_("Shared record"),
-            N_("Reading the records your patients have opened to you is coming soon."),
-        ),
+        _SHARED_RECORD,
         _MESSAGES,
         _DIRECTORY,
         _SECURITY,
     ),
     Profile.nurse: (
-        Tile(
-            N_("Shared record"),
-            N_("Reading the records your patients have opened to you is coming soon."),
-        ),
+        _SHARED_RECORD,
         _MESSAGES,
         _DIRECTORY,
         _SECURITY,
