@@ -453,6 +453,14 @@ def load_demo_directory(
         identities = load_demo_identities(platform, actor=actor, persons=persons, reader=reader)
         if announce is not None:
             announce(identities.summary(platform.settings.public_url))
+        # Imported here, not at the top: the documents' demo reads this module's sources.
+        from partage.documents.demo import load_demo_documents, rich_progress
+
+        documents = load_demo_documents(
+            platform, actor=actor, sources=patient_file_sources(), progress=rich_progress
+        )
+        if announce is not None:
+            announce(documents.summary())
     return loaded
 
 
