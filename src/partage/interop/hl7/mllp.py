@@ -1,5 +1,9 @@
 """The MLLP listener: frames in, ADT parsed, handler called in a worker thread, ACK out.
 
+MSH-9 routes each message: MDM messages go to the MDM handler when one is given (parsed by
+`mdm.parse_mdm`; it returns the AA's note, or raises `AdtError`), everything else to the ADT
+path below. A connection's MDM deposits run one at a time like its other messages.
+
 MLLP (HL7 v2 appendix C) wraps each message in <VT> ... <FS><CR>. One connection is served
 in order: a message is acknowledged before the next one on that connection is looked at,
 so pipelined messages are answered in the order they were sent, and a hospital's stream of
@@ -24,11 +28,22 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from .ack import DEFAULT_APPLICATION, ack_bytes, build_ack
-from .adt import AckCode, AdtError, AdtMessage, ErrorCode, MessageHeader, parse_adt
+from .adt import (
+    AckCode,
+    AdtError,
+    AdtMessage,
+    ErrorCode,
+    MessageHeader,
+    parse_adt,
+    salvage_header,
+)
+from .mdm import MdmMessage, parse_mdm
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[AdtMessage], None]
+# Returns the text of the AA (MSA-3, "" for none); raises AdtError to refuse.
+MdmHandler = Callable[[MdmMessage], str]
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c"
@@ -145,8 +160,10 @@ class MllpServer:
         workers: int = 8,
         application: str = DEFAULT_APPLICATION,
         facility: str = "",
+        mdm_handler: MdmHandler | None = None,
     ) -> None:
         self._handler = handler
+        self._mdm_handler = mdm_handler
         self._host = host
         self._port = port
         self._max_message_bytes = max_message_bytes
@@ -292,6 +309,8 @@ class MllpServer:
 
     def _process(self, payload: bytes) -> bytes:
         """Parse, handle, acknowledge one message (in a worker thread)."""
+        if self._mdm_handler is not None and _message_type(payload) == "MDM":
+            return self._process_mdm(payload, self._mdm_handler)
         try:
             message = parse_adt(payload)
         except AdtError as error:
@@ -332,6 +351,40 @@ class MllpServer:
         logger.debug("HL7 %s %r accepted", message.event, message.control_id)
         return self._ack(message, AckCode.accept)
 
+    def _process_mdm(self, payload: bytes, handler: MdmHandler) -> bytes:
+        try:
+            message = parse_mdm(payload)
+        except AdtError as error:
+            control_id = error.header.control_id if error.header else ""
+            logger.warning(
+                "HL7 MDM %r refused: %s %d at %s",
+                control_id,
+                error.ack.value,
+                error.code,
+                error.location or "-",
+            )
+            return self._ack(error.header or payload, error.ack, error)
+        except Exception as exc:  # a parser bug must not take the listener down
+            self._log_failure("parsing", "MDM", "", exc)
+            return self._ack(payload, AckCode.error, _internal_error())
+        try:
+            note = handler(message)
+        except AdtError as error:
+            logger.warning(
+                "HL7 %s %r refused by the handler: %s %d at %s",
+                message.event,
+                message.control_id,
+                error.ack.value,
+                error.code,
+                error.location or "-",
+            )
+            return self._ack(message.header, error.ack, error)
+        except Exception as exc:
+            self._log_failure("handling", message.event, message.control_id, exc)
+            return self._ack(message.header, AckCode.error, _internal_error())
+        logger.debug("HL7 %s %r accepted", message.event, message.control_id)
+        return self._ack(message.header, AckCode.accept, text=note)
+
     def _ack(
         self,
         source: AdtMessage | MessageHeader | bytes,
@@ -366,6 +419,14 @@ class MllpServer:
         )
 
 
+def _message_type(payload: bytes) -> str:
+    """MSH-9.1, read from the first segment only (an MDM message may weigh megabytes)."""
+    head = payload.lstrip()[:4096]
+    end = min((i for i in (head.find(b"\r"), head.find(b"\n")) if i >= 0), default=len(head))
+    header = salvage_header(head[:end])
+    return header.message_type if header else ""
+
+
 def _internal_error() -> AdtError:
     return AdtError(ErrorCode.internal_error, "application internal error, message not applied")
 
@@ -385,6 +446,7 @@ async def serve_mllp(
     workers: int = 8,
     application: str = DEFAULT_APPLICATION,
     facility: str = "",
+    mdm_handler: MdmHandler | None = None,
 ) -> MllpServer:
     """Start a listener and return it (stop it with `await server.stop()`)."""
     server = MllpServer(
@@ -396,16 +458,23 @@ async def serve_mllp(
         workers=workers,
         application=application,
         facility=facility,
+        mdm_handler=mdm_handler,
     )
     await server.start()
     return server
 
 
-def run_mllp(handler: Handler, host: str = "0.0.0.0", port: int = DEFAULT_PORT) -> None:  # noqa: S104
+def run_mllp(
+    handler: Handler,
+    host: str = "0.0.0.0",  # noqa: S104
+    port: int = DEFAULT_PORT,
+    *,
+    mdm_handler: MdmHandler | None = None,
+) -> None:
     """Serve until SIGINT or SIGTERM: the entry point for the command line."""
 
     async def main() -> None:
-        server = await serve_mllp(handler, host=host, port=port)
+        server = await serve_mllp(handler, host=host, port=port, mdm_handler=mdm_handler)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
