@@ -118,7 +118,7 @@ def blob_files(repository: Repository) -> list[Path]:
 
 def blob_path(repository: Repository, row: DocumentContent) -> Path:
     key = row.storage_key
-    return store_root(repository) / key[:2] / key[2:4] / key
+    return store_root(repository) / key[:3] / key
 
 
 # -- round trips ------------------------------------------------------------------------------

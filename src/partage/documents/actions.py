@@ -278,36 +278,19 @@ def _authors(session: Session, document: NewDocument) -> ResolvedAuthor:
     )
 
 
-def _insert_contents(
-    session: Session, contents: list[PreparedContent], sha1s: list[str], now: datetime
-) -> set[str]:
-    """Index the contents; the hashes this deposit's rows won (a content deposited before,
-    or by another deposit at once, keeps the first row and its blob)."""
-    rows: dict[str, dict[str, Any]] = {}
-    for content, sha1 in zip(contents, sha1s, strict=True):
-        rows[content.sha256] = {
-            "sha256": content.sha256,
-            "sha1": sha1,
-            "size": content.size,
-            "storage_key": content.storage_key,
-            "scheme": content.scheme,
-            "kek_id": content.kek_id,
-            "wrapped_key": content.wrapped_key,
-            "created_at": now,
-        }
+def _insert_contents(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """Index contents; the storage keys of the rows written (a content deposited before, or
+    by another deposit at once, keeps the first row and its blob)."""
+    if not rows:
+        return set()
     table = cast(Table, DocumentContent.__table__)
     dialect = session.get_bind().dialect.name
-    won: set[str] = set()
-    for row in rows.values():
-        statement = (
-            (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table))
-            .values(row)
-            .on_conflict_do_nothing(index_elements=["sha256"])
-            .returning(table.c.sha256)
-        )
-        if session.execute(statement).scalar() is not None:
-            won.add(row["sha256"])
-    return won
+    statement = (
+        (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table))
+        .on_conflict_do_nothing(index_elements=["sha256"])
+        .returning(table.c.storage_key)
+    )
+    return set(session.scalars(statement, rows))
 
 
 @dataclass
@@ -468,52 +451,92 @@ _SUPERSEDE = (
 )
 
 
+@dataclass
+class _Rows:
+    """The rows of a group of deposits, inserted table by table."""
+
+    contents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sets: list[dict[str, Any]] = field(default_factory=list)
+    folders: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    relations: list[dict[str, Any]] = field(default_factory=list)
+    members: list[dict[str, Any]] = field(default_factory=list)
+
+
 def write_deposit(session: Session, plan: DepositPlan) -> DepositResult:
-    """Write a planned deposit: rows inserted, replaced versions superseded, one audit row
-    per document — in the caller's transaction."""
-    submission, principal = plan.submission, plan.principal
+    """Write a planned deposit in the caller's transaction (see `write_deposits`)."""
+    return write_deposits(session, [plan])[0]
+
+
+def write_deposits(session: Session, plans: list[DepositPlan]) -> list[DepositResult]:
+    """Write planned deposits: rows inserted (one statement per table for all of them),
+    replaced versions superseded, one audit row per document — in the caller's
+    transaction. A failure fails them all (the group committer then retries one by one)."""
     now = utcnow()
-    plan.stored = _insert_contents(session, plan.contents, plan.sha1s, now)
+    rows = _Rows()
+    results = [_deposit_rows(session, plan, rows, now) for plan in plans]
+    won = _insert_contents(session, list(rows.contents.values()))
+    for plan in plans:
+        plan.stored = {c.sha256 for c in plan.contents if c.storage_key in won}
+    for model, values in (
+        (SubmissionSet, rows.sets),
+        (Folder, rows.folders),
+        (DocumentEntry, rows.entries),
+        (DocumentRelation, rows.relations),
+        (FolderMember, rows.members),
+    ):
+        if values:
+            session.execute(insert(model), values)
+    return results
+
+
+def _deposit_rows(session: Session, plan: DepositPlan, rows: _Rows, now: datetime) -> DepositResult:
+    submission, principal = plan.submission, plan.principal
+    for content, sha1 in zip(plan.contents, plan.sha1s, strict=True):
+        rows.contents.setdefault(
+            content.sha256,
+            {
+                "sha256": content.sha256,
+                "sha1": sha1,
+                "size": content.size,
+                "storage_key": content.storage_key,
+                "scheme": content.scheme,
+                "kek_id": content.kek_id,
+                "wrapped_key": content.wrapped_key,
+                "created_at": now,
+            },
+        )
     submission_set_id = uuid.uuid4()
     author_label = submission.author_label or (plan.authors[0].label if plan.authors else None)
-    session.execute(
-        insert(SubmissionSet),
-        [
-            {
-                "id": submission_set_id,
-                "unique_id": submission.unique_id,
-                "source_id": submission.source_id,
-                "local_identity_id": plan.identity_id,
-                "establishment_id": plan.establishment_id,
-                "title": submission.title,
-                "author_label": author_label,
-                "submitted_by": principal.label[:200],
-                "channel": submission.channel,
-                "submitted_at": now,
-            }
-        ],
+    rows.sets.append(
+        {
+            "id": submission_set_id,
+            "unique_id": submission.unique_id,
+            "source_id": submission.source_id,
+            "local_identity_id": plan.identity_id,
+            "establishment_id": plan.establishment_id,
+            "title": submission.title,
+            "author_label": author_label,
+            "submitted_by": principal.label[:200],
+            "channel": submission.channel,
+            "submitted_at": now,
+        }
     )
     folder_ids = dict(plan.folders)
     for folder in submission.folders:
         if folder.unique_id not in folder_ids:
             folder_ids[folder.unique_id] = uuid.uuid4()
-            session.execute(
-                insert(Folder),
-                [
-                    {
-                        "id": folder_ids[folder.unique_id],
-                        "unique_id": folder.unique_id,
-                        "local_identity_id": plan.identity_id,
-                        "title": folder.title,
-                        "code": folder.code,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                ],
+            rows.folders.append(
+                {
+                    "id": folder_ids[folder.unique_id],
+                    "unique_id": folder.unique_id,
+                    "local_identity_id": plan.identity_id,
+                    "title": folder.title,
+                    "code": folder.code,
+                    "created_at": now,
+                    "updated_at": now,
+                }
             )
-    entries: list[dict[str, Any]] = []
-    relations: list[dict[str, Any]] = []
-    members: list[dict[str, Any]] = []
     deposited: list[DepositedDocument] = []
     for index, (document, content, author) in enumerate(
         zip(submission.documents, plan.contents, plan.authors, strict=True)
@@ -529,7 +552,7 @@ def write_deposit(session: Session, plan: DepositPlan) -> DepositResult:
                 raise _not_current(document, "no longer current")
         assert document.type is not None
         assert document.creation_time is not None
-        entries.append(
+        rows.entries.append(
             {
                 "id": entry_id,
                 "unique_id": document.unique_id,
@@ -570,12 +593,12 @@ def write_deposit(session: Session, plan: DepositPlan) -> DepositResult:
                 "updated_at": now,
             }
         )
-        relations += [
+        rows.relations += [
             {"id": uuid.uuid4(), "source_id": entry_id, "target_id": target, "kind": kind.value,
              "created_at": now}
             for kind, target in plan.relations[index]
         ]  # fmt: skip
-        members += [
+        rows.members += [
             {"folder_id": folder_ids[f], "document_id": entry_id,
              "submission_set_id": submission_set_id}
             for f in document.folders
@@ -604,11 +627,6 @@ def write_deposit(session: Session, plan: DepositPlan) -> DepositResult:
                 replaced[0] if replaced is not None else None,
             )
         )
-    session.execute(insert(DocumentEntry), entries)
-    if relations:
-        session.execute(insert(DocumentRelation), relations)
-    if members:
-        session.execute(insert(FolderMember), members)
     return DepositResult(
         submission_set_id=submission_set_id,
         unique_id=submission.unique_id,

@@ -15,7 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from partage.db import transaction
-from partage.documents.actions import DepositPlan, check_content, plan_deposit, write_deposit
+from partage.documents.actions import (
+    DepositPlan,
+    check_content,
+    plan_deposit,
+    write_deposit,
+    write_deposits,
+)
 from partage.documents.cda import CdaDocument, InvalidCda, parse_cda
 from partage.documents.repository import Repository
 from partage.documents.submission import (
@@ -187,6 +193,6 @@ def _writer(sessions: sessionmaker[Session]) -> GroupCommitter[DepositPlan, Depo
     with _WRITERS_LOCK:
         writer = _WRITERS.get(sessions)
         if writer is None:
-            writer = GroupCommitter(sessions, write_deposit)
+            writer = GroupCommitter(sessions, write_deposit, apply_many=write_deposits)
             _WRITERS[sessions] = writer
         return writer

@@ -140,12 +140,10 @@ class LocalFileStore:
         if not self.root.exists():
             return
         for first in sorted(self.root.iterdir()):
-            if len(first.name) != 2 or not first.name.startswith(prefix[:2]):
+            if len(first.name) != 3 or not first.name.startswith(prefix[:3]):
                 continue
-            for second in sorted(first.iterdir()):
-                if not (first.name + second.name).startswith(prefix[:4]):
-                    continue
-                for path in sorted(second.iterdir()):
+            if first.is_dir():
+                for path in sorted(first.iterdir()):
                     if _KEY.match(path.name) and path.name.startswith(prefix):
                         with contextlib.suppress(FileNotFoundError):
                             yield StoredKey(path.name, path.stat().st_mtime)
@@ -250,7 +248,9 @@ class LocalFileStore:
 
     def _path(self, key: str) -> Path:
         check_key(key)
-        return self.root / key[:2] / key[2:4] / key
+        # One level of 4,096 directories: a few hundred files each at a territory's scale,
+        # and directories made once (a deeper tree made one, fsynced, per new deposit).
+        return self.root / key[:3] / key
 
     @contextlib.contextmanager
     def _open(self, key: str) -> Iterator[BinaryIO]:
