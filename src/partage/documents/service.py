@@ -142,4 +142,4 @@ def persons_of_identities(
             LocalIdentity.id.in_(set(identity_ids))
         )
     )
-    return dict(rows.tuples().all())
+    return {identity_id: person_id for identity_id, person_id in rows}  # noqa: C416 - rows, not pairs
