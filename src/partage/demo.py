@@ -451,8 +451,6 @@ def load_demo_directory(
     persons = demo_patients(professionals) if patients is None else patients
     if persons > 0:
         identities = load_demo_identities(platform, actor=actor, persons=persons, reader=reader)
-        if announce is not None:
-            announce(identities.summary(platform.settings.public_url))
         # Imported here, not at the top: the documents' demo reads this module's sources.
         from partage.documents.demo import load_demo_documents, rich_progress
 
@@ -460,7 +458,8 @@ def load_demo_directory(
             platform, actor=actor, sources=patient_file_sources(), progress=rich_progress
         )
         if announce is not None:
-            announce(documents.summary())
+            # One announcement, a line each: the patients, then their documents.
+            announce(f"{identities.summary(platform.settings.public_url)}\n{documents.summary()}")
     return loaded
 
 

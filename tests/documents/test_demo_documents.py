@@ -38,7 +38,7 @@ def demo(fresh_platform: Platform) -> Platform:
         patients=PATIENTS,
         announce=announced.append,
     )
-    assert any(line.startswith("Documents: filed") for line in announced), announced
+    assert any("\nDocuments: filed" in line for line in announced), announced
     return fresh_platform
 
 
