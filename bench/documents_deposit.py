@@ -224,6 +224,15 @@ def bench_api(
     port = _free_port()
     client_id, secret = _setup(data_dir, url, port, patients)
     server = _start_server(data_dir, url, port, workers)
+    profiler = None
+    if os.environ.get("PARTAGE_BENCH_PROFILE"):
+        # py-spy on the server (and its workers) while the load runs: where the CPU goes.
+        profiler = subprocess.Popen(
+            [os.environ["PARTAGE_BENCH_PROFILE"], "record", "--subprocesses", "-f", "raw",
+             "-o", os.environ.get("PARTAGE_BENCH_PROFILE_OUT", "deposit-profile.txt"),
+             "-p", str(server.pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
     try:
         token = httpx.post(
             f"http://127.0.0.1:{port}/oauth2/token",
@@ -271,6 +280,9 @@ def bench_api(
         result = next(line for line in run.stdout.splitlines() if line.startswith("result "))
         _, total, errors, p50_us, p95_us = result.split()
     finally:
+        if profiler is not None:
+            profiler.send_signal(2)
+            profiler.wait(timeout=60)
         server.terminate()
         server.wait(timeout=30)
     settings = Settings(data_dir=data_dir, database_url=url)

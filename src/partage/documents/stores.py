@@ -111,6 +111,7 @@ class LocalFileStore:
         self._staging_pid = 0
         self._lock_fd: int | None = None
         self._staging_lock = threading.Lock()
+        self._tree_made = False
 
     # The ContentStore protocol.
 
@@ -163,8 +164,22 @@ class LocalFileStore:
         row, promotes it again."""
         assert self._staging is not None
         final = self._path(key)
-        _ensure_dir(final.parent)
+        if not self._tree_made:
+            self._make_tree()
+        if not final.parent.is_dir():
+            _ensure_dir(final.parent)
         os.replace(self._staging / key, final)
+
+    def _make_tree(self) -> None:
+        """The 4,096 directories of contents, made once (then one fsync of the root), not one
+        by one as deposits first need them (each a mkdir and an fsync on the deposit's path)."""
+        marker = self.root / "fff"
+        if not marker.is_dir():
+            _ensure_dir(self.root)
+            for number in range(4096):
+                (self.root / f"{number:03x}").mkdir(mode=0o700, exist_ok=True)
+            _fsync_dir(self.root)
+        self._tree_made = True
 
     def discard(self, key: str) -> None:
         if self._staging is not None:
