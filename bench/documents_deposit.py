@@ -19,7 +19,6 @@ On PostgreSQL the run works in a schema of its own, dropped at the end.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import subprocess
@@ -35,24 +34,24 @@ from sqlalchemy import func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import _database, _free_port, _start_server  # noqa: E402
+from run import _database, _free_port, _start_server
 
-from partage.config import Settings  # noqa: E402
-from partage.db import transaction, utcnow  # noqa: E402
-from partage.directory.models import Practitioner  # noqa: E402
-from partage.documents.models import (  # noqa: E402
+from partage.config import Settings
+from partage.db import transaction, utcnow
+from partage.directory.models import Practitioner
+from partage.documents.models import (
     DocumentContent,
     DocumentEntry,
     SubmissionSet,
 )
-from partage.documents.synthetic import pdf, provide_bundle  # noqa: E402
-from partage.identity.service import IdentityInput, do_receive_identity  # noqa: E402
-from partage.identity.synthetic import generate_population  # noqa: E402
-from partage.migrations.runner import upgrade  # noqa: E402
-from partage.platform import Platform  # noqa: E402
-from partage.security import actions  # noqa: E402
-from partage.security.models import EstablishmentKind  # noqa: E402
-from partage.security.principal import operator_principal  # noqa: E402
+from partage.documents.synthetic import pdf, provide_bundle
+from partage.identity.service import IdentityInput, do_receive_identity
+from partage.identity.synthetic import generate_population
+from partage.migrations.runner import upgrade
+from partage.platform import Platform
+from partage.security import actions
+from partage.security.models import EstablishmentKind
+from partage.security.principal import operator_principal
 
 TARGET_PER_SECOND = 500.0
 DOCUMENT_BYTES = 50_000
@@ -311,7 +310,8 @@ def bench_floor(data_dir: Path, url: str, *, documents: int) -> dict[str, float]
         template = session.scalars(select(DocumentEntry).limit(1)).one()
         submission = session.get(SubmissionSet, template.submission_set_id)
         content_row = session.get(DocumentContent, template.sha256)
-        assert submission is not None and content_row is not None
+        assert submission is not None
+        assert content_row is not None
     folder = data_dir / "floor-blobs"
     folder.mkdir(exist_ok=True)
     content = pdf(["floor"], size=DOCUMENT_BYTES, seed="floor")
@@ -324,7 +324,7 @@ def bench_floor(data_dir: Path, url: str, *, documents: int) -> dict[str, float]
     batch = 1_000
     for first in range(0, documents, batch):
         sets, contents, entries = [], [], []
-        for i in range(first, min(documents, first + batch)):
+        for _i in range(first, min(documents, first + batch)):
             name = uuid.uuid4().hex
             path = folder / name
             with open(path, "wb") as handle:

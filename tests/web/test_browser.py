@@ -105,7 +105,8 @@ def test_sign_in_with_password_and_code_then_sign_out(
     page.get_by_role("button", name="Vérifier").click()
 
     expect(page.get_by_role("heading", level=1)).to_have_text("Bonjour, Test hospital_physician")
-    expect(page.get_by_text("Retrouvez un patient et consultez ses documents", exact=False)).to_be_visible()
+    tile = page.get_by_text("Retrouvez un patient et consultez ses documents", exact=False)
+    expect(tile).to_be_visible()
     expect(page.get_by_role("navigation", name="Menu principal")).to_be_visible()
     page.screenshot(path=str(SCREENSHOTS / "partage-home.png"), full_page=True)
 
