@@ -23,7 +23,27 @@ def person(profile: Profile, establishment: uuid.UUID | None = None) -> Principa
 
 
 IDENTITY = (Action.identity_read, Action.identity_manage)
-ADMINISTRATION = [a for a in Action if a is not Action.directory_read and a not in IDENTITY]
+# Decided person by person (decide_record, decide_deposit: tests/documents/test_access_rules.py).
+RECORDS = (Action.document_read, Action.document_deposit)
+ADMINISTRATION = [
+    a for a in Action if a is not Action.directory_read and a not in IDENTITY and a not in RECORDS
+]
+
+
+@pytest.mark.parametrize("action", RECORDS)
+def test_only_carers_patients_and_establishment_systems_reach_records(action: Action) -> None:
+    for profile in (Profile.hospital_physician, Profile.city_physician, Profile.nurse,
+                    Profile.pharmacist):  # fmt: skip
+        assert decide(person(profile, uuid.uuid4()), action).allowed
+    patient = decide(person(Profile.patient), action)
+    assert patient.allowed is (action is Action.document_read)
+    for profile in (Profile.identity_vigilance, Profile.establishment_admin,
+                    Profile.territory_admin):  # fmt: skip
+        assert not decide(person(profile, uuid.uuid4()), action).allowed
+    bound = Principal(kind="client", label="EHR", client_id="ehr", establishment_id=uuid.uuid4())
+    assert decide(bound, action).allowed
+    unbound = Principal(kind="client", label="app", client_id="app")
+    assert not decide(unbound, action).allowed
 
 
 @pytest.mark.parametrize("action", ADMINISTRATION)

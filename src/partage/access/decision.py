@@ -94,7 +94,7 @@ def decide(
     if action in (Action.document_read, Action.document_deposit):
         # Documents are decided person by person (`decide_record`, `decide_deposit`); at the
         # level of the resource type only the kinds of callers that could ever be allowed pass.
-        return _document_callers(principal)
+        return _document_callers(principal, action)
     if principal.kind == "operator":
         return Decision(True, Basis.operator, "operator at the server's command line")
     if action is Action.directory_read:
@@ -141,11 +141,14 @@ _CARE_PROFILES = frozenset(
 )
 
 
-def _document_callers(principal: Principal) -> Decision:
+def _document_callers(principal: Principal, action: Action) -> Decision:
     if principal.kind == "client" and principal.establishment_id is not None:
         return Decision(True, Basis.territory_system, "system of an establishment")
-    if principal.kind == "account" and principal.profile in (*_CARE_PROFILES, Profile.patient):
-        return Decision(True, Basis.professional, "may hold records of their own")
+    if principal.kind == "account" and principal.profile in _CARE_PROFILES:
+        return Decision(True, Basis.professional, "professional of the territory")
+    if principal.kind == "account" and principal.profile == Profile.patient:
+        if action is Action.document_read:
+            return Decision(True, Basis.patient, "their own record")
     return _DENY_UNKNOWN
 
 
