@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
+from sqlalchemy import CursorResult, Table, bindparam, insert, literal, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -75,11 +75,30 @@ class FilingIdentity:
     establishment_id: uuid.UUID
 
 
+# The hot reads and writes of a deposit, on the tables themselves (Core, through the
+# session's connection): the ORM's statement handling costs more than these statements.
+_IDENTITIES = cast(Table, LocalIdentity.__table__)
+_SETS = cast(Table, SubmissionSet.__table__)
+_ENTRIES = cast(Table, DocumentEntry.__table__)
+_CONTENTS = cast(Table, DocumentContent.__table__)
 _IDENTITY_BY_LOCAL_ID = select(
-    LocalIdentity.id, LocalIdentity.person_id, LocalIdentity.establishment_id, LocalIdentity.active
+    _IDENTITIES.c.id,
+    _IDENTITIES.c.person_id,
+    _IDENTITIES.c.establishment_id,
+    _IDENTITIES.c.active,
 ).where(
-    LocalIdentity.establishment_id == bindparam("establishment"),
-    LocalIdentity.local_id == bindparam("local_id"),
+    _IDENTITIES.c.establishment_id == bindparam("establishment"),
+    _IDENTITIES.c.local_id == bindparam("local_id"),
+)
+# What of a submission is already stored: its id, its documents' ids, its contents.
+_ALREADY_STORED = union_all(
+    select(literal("set"), _SETS.c.unique_id).where(_SETS.c.unique_id == bindparam("set")),
+    select(literal("document"), _ENTRIES.c.unique_id).where(
+        _ENTRIES.c.unique_id.in_(bindparam("documents", expanding=True))
+    ),
+    select(literal("content"), _CONTENTS.c.sha256).where(
+        _CONTENTS.c.sha256.in_(bindparam("contents", expanding=True))
+    ),
 )
 
 
@@ -155,9 +174,14 @@ def resolve_identity(
     if patient.domain_oid and patient.local_id:
         domain_id = lookups.domain_establishment(session, patient.domain_oid)
         if domain_id is not None:
-            row = session.execute(
-                _IDENTITY_BY_LOCAL_ID, {"establishment": domain_id, "local_id": patient.local_id}
-            ).first()
+            row = (
+                session.connection()
+                .execute(
+                    _IDENTITY_BY_LOCAL_ID,
+                    {"establishment": domain_id, "local_id": patient.local_id},
+                )
+                .first()
+            )
             if row is not None and row.active:
                 found = FilingIdentity(row.id, row.person_id, row.establishment_id)
                 return _allowed(principal, found, refused)
@@ -290,7 +314,7 @@ def _insert_contents(session: Session, rows: list[dict[str, Any]]) -> set[str]:
         .on_conflict_do_nothing(index_elements=["sha256"])
         .returning(table.c.storage_key)
     )
-    return set(session.scalars(statement, rows))
+    return set(session.connection().execute(statement, rows).scalars())
 
 
 @dataclass
@@ -332,18 +356,22 @@ def plan_deposit(
     identity = resolve_identity(session, principal=principal, patient=submission.patient)
     decision = decide_deposit(principal, identity_establishment_id=identity.establishment_id)
     person_id = identity.person_id
-    if session.scalar(
-        select(SubmissionSet.id).where(SubmissionSet.unique_id == submission.unique_id)
-    ):
-        raise _duplicate_submission(submission)
     unique_ids = [d.unique_id for d in submission.documents]
     if len(set(unique_ids)) != len(unique_ids):
         raise SubmissionError("two documents of the submission share a uniqueId", code="duplicate")
-    taken = set(
-        session.scalars(
-            select(DocumentEntry.unique_id).where(DocumentEntry.unique_id.in_(unique_ids))
-        )
-    )
+    stored: dict[str, set[str]] = {"set": set(), "document": set(), "content": set()}
+    for kind, value in session.connection().execute(
+        _ALREADY_STORED,
+        {
+            "set": submission.unique_id,
+            "documents": unique_ids,
+            "contents": [c.sha256 for c in contents],
+        },
+    ):
+        stored[kind].add(value)
+    if stored["set"]:
+        raise _duplicate_submission(submission)
+    taken = stored["document"]
     for document in submission.documents:
         if document.unique_id in taken:
             raise _duplicate_document(document)
@@ -407,13 +435,7 @@ def plan_deposit(
         replaced=replaced_all,
         relations=relations_all,
         folders=folders,
-        known_contents=set(
-            session.scalars(
-                select(DocumentContent.sha256).where(
-                    DocumentContent.sha256.in_([c.sha256 for c in contents])
-                )
-            )
-        ),
+        known_contents=stored["content"],
     )
 
 
@@ -478,6 +500,7 @@ def write_deposits(session: Session, plans: list[DepositPlan]) -> list[DepositRe
     won = _insert_contents(session, list(rows.contents.values()))
     for plan in plans:
         plan.stored = {c.sha256 for c in plan.contents if c.storage_key in won}
+    connection = session.connection()
     for model, values in (
         (SubmissionSet, rows.sets),
         (Folder, rows.folders),
@@ -486,7 +509,7 @@ def write_deposits(session: Session, plans: list[DepositPlan]) -> list[DepositRe
         (FolderMember, rows.members),
     ):
         if values:
-            session.execute(insert(model), values)
+            connection.execute(insert(cast(Table, model.__table__)), values)
     return results
 
 

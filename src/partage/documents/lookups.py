@@ -12,9 +12,9 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from partage.directory.models import Practitioner
@@ -22,10 +22,12 @@ from partage.security.models import Establishment
 
 TTL_SECONDS = 300.0
 
-_DOMAIN = select(Establishment.id).where(Establishment.patient_id_oid == bindparam("oid"))
+_ESTABLISHMENTS = cast(Table, Establishment.__table__)
+_PRACTITIONERS = cast(Table, Practitioner.__table__)
+_DOMAIN = select(_ESTABLISHMENTS.c.id).where(_ESTABLISHMENTS.c.patient_id_oid == bindparam("oid"))
 _PRACTITIONER_BY_NATIONAL_ID = select(
-    Practitioner.id, Practitioner.given_name, Practitioner.family_name
-).where(Practitioner.national_id == bindparam("national_id"))
+    _PRACTITIONERS.c.id, _PRACTITIONERS.c.given_name, _PRACTITIONERS.c.family_name
+).where(_PRACTITIONERS.c.national_id == bindparam("national_id"))
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def domain_establishment(session: Session, oid: str) -> uuid.UUID | None:
     """The establishment whose patient identifier domain is `oid`."""
     found = _remembered(session, "domain", oid)
     if found is None:
-        found = session.execute(_DOMAIN, {"oid": oid}).scalar()
+        found = session.connection().execute(_DOMAIN, {"oid": oid}).scalar()
         if found is not None:
             _remember(session, "domain", oid, found)
     return found if isinstance(found, uuid.UUID) else None
@@ -69,7 +71,11 @@ def practitioner_by_national_id(session: Session, national_id: str) -> KnownPrac
     found = _remembered(session, "rpps", national_id)
     if isinstance(found, KnownPractitioner):
         return found
-    row = session.execute(_PRACTITIONER_BY_NATIONAL_ID, {"national_id": national_id}).first()
+    row = (
+        session.connection()
+        .execute(_PRACTITIONER_BY_NATIONAL_ID, {"national_id": national_id})
+        .first()
+    )
     if row is None:
         return None
     known = KnownPractitioner(row[0], " ".join(p for p in (row[1], row[2]) if p))
