@@ -26,15 +26,18 @@ from partage.app import create_app
 from partage.audit.models import AuditEvent
 from partage.db import transaction
 from partage.directory.models import Practitioner
+from partage.directory.vienne import check_digit
 from partage.documents.models import DocumentContent, DocumentEntry
 from partage.documents.synthetic import pdf, provide_bundle
 from partage.identity.service import MODEL_CACHE
 from partage.platform import Platform
 from partage.security import actions
-from partage.security.models import Establishment, EstablishmentKind
+from partage.security.models import Establishment, EstablishmentKind, Profile
+from partage.security.oauth import issue_access_token
 from partage.security.principal import operator_principal
+from partage.security.scopes import Scopes
 from partage.security.service import get_territory
-from tests.conftest import build_platform, free_port, serving
+from tests.conftest import TEST_PASSWORD, build_platform, free_port, serving
 from tests.identity.factories import receive, traits, unique_family
 
 CHU_OID = "1.2.250.1.999.87.1"
@@ -138,7 +141,8 @@ def hospital(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hospital]:
     MODEL_CACHE.invalidate()
     chu = _establishment(platform, "CHU-DOC", CHU_OID)
     clinic = _establishment(platform, "CLIN-DOC", CLINIC_OID)
-    rpps = "8" + str(uuid.uuid4().int)[:11]
+    digits = str(uuid.uuid4().int)[:10]
+    rpps = "8" + digits + check_digit(digits)
     with transaction(platform.sessions) as session:
         practitioner = Practitioner(
             national_id=rpps,
@@ -447,3 +451,77 @@ def test_search_parameters_sort_and_paging(hospital: Hospital) -> None:
         "/DocumentReference", params={"patient": f"Patient/{hospital.person_id}", "_sort": "title"}
     )
     assert response.status_code == 400
+
+
+def _person_token(
+    hospital: Hospital,
+    profile: Profile,
+    *,
+    establishment: Establishment | None = None,
+    person_id: str | None = None,
+    national_id: str | None = None,
+) -> str:
+    """A person's access token (signing in is tested elsewhere)."""
+    context = "patient" if profile is Profile.patient else "user"
+    with transaction(hospital.platform.sessions) as session:
+        account = actions.create_account(
+            session,
+            hospital.platform.passwords,
+            actor=operator_principal(),
+            login=f"{profile.value.replace('_', '-')}-{uuid.uuid4().hex[:8]}",
+            display_name="Test",
+            profile=profile,
+            password=TEST_PASSWORD,
+            establishment=session.merge(establishment) if establishment else None,
+            person_id=uuid.UUID(person_id) if person_id else None,
+            national_id=national_id,
+        )
+        client = actions.create_client(
+            session,
+            hospital.platform.keyring,
+            actor=operator_principal(),
+            name="Portal",
+            scopes=f"openid {context}/DocumentReference.rs {context}/Binary.r",
+            redirect_uris=["https://portal.example/callback"],
+        ).client
+    return issue_access_token(
+        hospital.platform,
+        subject=str(account.id),
+        client=client,
+        scope=Scopes.parse(f"{context}/DocumentReference.rs {context}/Binary.r"),
+        kind="account",
+    ).value
+
+
+def test_people_see_what_the_record_rules_let_them(hospital: Hospital) -> None:
+    ipp = f"IPP-PEOPLE-{uuid.uuid4().hex[:6]}"
+    person_id = str(
+        receive(hospital.platform, hospital.chu, ipp, traits(unique_family())).identity.person_id
+    )
+    plain = _location(hospital.post(hospital.bundle(local_id=ipp)))
+    hidden = _location(
+        hospital.post(hospital.bundle(local_id=ipp, visibility=("INVISIBLE_PATIENT",)))
+    )
+    masked = _location(hospital.post(hospital.bundle(local_id=ipp, visibility=("MASQUE_PS",))))
+    own = {"patient": f"Patient/{person_id}"}
+
+    patient = _person_token(hospital, Profile.patient, person_id=person_id)
+    assert {d["id"] for d in _search(hospital, patient, **own)} == {plain, masked}
+    assert hospital.get(f"/DocumentReference/{hidden}", patient).status_code == 404
+    assert hospital.get(f"/Binary/{plain}", patient).status_code == 200
+    stranger = _person_token(hospital, Profile.patient, person_id=hospital.person_id)
+    assert _search(hospital, stranger, **own) == []
+    assert hospital.get(f"/Binary/{plain}", stranger).status_code == 404
+
+    doctor = _person_token(hospital, Profile.hospital_physician, establishment=hospital.chu)
+    assert {d["id"] for d in _search(hospital, doctor, **own)} == {plain, hidden}
+    assert hospital.get(f"/DocumentReference/{masked}", doctor).status_code == 404
+    # The author sees what they wrote, masked or not, from anywhere.
+    author = _person_token(
+        hospital, Profile.city_physician, establishment=hospital.clinic, national_id=hospital.rpps
+    )
+    assert {d["id"] for d in _search(hospital, author, **own)} == {plain, hidden, masked}
+    outsider = _person_token(hospital, Profile.nurse, establishment=hospital.clinic)
+    assert _search(hospital, outsider, **own) == []
+    vigilance = _person_token(hospital, Profile.identity_vigilance, establishment=hospital.chu)
+    assert hospital.get("/DocumentReference", vigilance, params=own).status_code in (403, 404)

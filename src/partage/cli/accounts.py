@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from typing import Annotated, Any
 
 import typer
@@ -73,6 +74,15 @@ def _read_password(from_stdin: bool) -> str:
     return prompted
 
 
+def _person_id(value: str | None) -> uuid.UUID | None:
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value.removeprefix("Patient/"))
+    except ValueError:
+        fail(f"{value!r} is not a person id")
+
+
 @app.command("create")
 def create(
     login: Annotated[str, typer.Option(help="Login: 3 to 120 letters, digits or . _ @ + -.")],
@@ -88,6 +98,10 @@ def create(
     email: Annotated[str | None, typer.Option(help="E-mail address.")] = None,
     national_id: Annotated[
         str | None, typer.Option(help="RPPS (12 digits) or ADELI (10 digits) number.")
+    ] = None,
+    person: Annotated[
+        str | None,
+        typer.Option(help="A patient's territorial person (the Patient id): their record."),
     ] = None,
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
@@ -108,6 +122,7 @@ def create(
             establishment=_establishment(session, establishment),
             email=email,
             national_id=national_id,
+            person_id=_person_id(person),
         )
         created = account_json(account)
     if as_json:

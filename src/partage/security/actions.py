@@ -139,8 +139,10 @@ def create_account(
     establishment: Establishment | None = None,
     email: str | None = None,
     national_id: str | None = None,
+    person_id: uuid.UUID | None = None,
     is_demo: bool = False,
 ) -> Account:
+    """`person_id`: a patient's own territorial person (their record)."""
     decision = require(
         session,
         actor,
@@ -163,6 +165,14 @@ def create_account(
     )
     if needs_establishment and establishment is None:
         raise InvalidInput(f"a {profile.value} account belongs to an establishment")
+    if person_id is not None:
+        # Imported here: the security directory does not otherwise depend on identities.
+        from partage.identity.models import Person
+
+        if profile != Profile.patient:
+            raise InvalidInput("only a patient's account opens on a person's record")
+        if session.get(Person, person_id) is None:
+            raise InvalidInput(f"no person {person_id} in the territory's index")
     try:
         passwords.check_policy(password, context=(login, *display_name.split()))
     except ValueError as exc:
@@ -176,6 +186,7 @@ def create_account(
         profile=profile,
         establishment_id=establishment.id if establishment else None,
         national_id=national_id,
+        person_id=person_id,
         password_hash=passwords.hash(password),
         is_demo=is_demo,
     )
