@@ -146,9 +146,9 @@ def _document_callers(principal: Principal, action: Action) -> Decision:
         return Decision(True, Basis.territory_system, "system of an establishment")
     if principal.kind == "account" and principal.profile in _CARE_PROFILES:
         return Decision(True, Basis.professional, "professional of the territory")
-    if principal.kind == "account" and principal.profile == Profile.patient:
-        if action is Action.document_read:
-            return Decision(True, Basis.patient, "their own record")
+    patient = principal.kind == "account" and principal.profile == Profile.patient
+    if patient and action is Action.document_read:
+        return Decision(True, Basis.patient, "their own record")
     return _DENY_UNKNOWN
 
 

@@ -52,7 +52,8 @@ from partage.interop.fhir.query import parse_search
 from partage.interop.fhir.resources import Audit, ResourceType
 from partage.platform import Platform
 from partage.search import Criterion, InvalidSearch, run_search, split_token
-from partage.security.deps import BearerPrincipal
+from partage.security.bearer import bearer_token
+from partage.security.deps import BearerPrincipal, authenticate
 from partage.security.models import Establishment, Profile
 from partage.security.principal import Principal
 from partage.web.deps import get_platform
@@ -97,11 +98,22 @@ def _basis(grant: RecordGrant) -> str | None:
 # --- ITI-65: provide ------------------------------------------------------------------------
 
 
-@router.post("", include_in_schema=True)
+@router.post(
+    "",
+    include_in_schema=True,
+    openapi_extra={"security": [{"HTTPBearer": []}]},
+    responses={401: {"description": "missing, invalid or revoked bearer token"}},
+)
 @router.post("/", include_in_schema=False)
-async def provide(request: Request, principal: BearerPrincipal) -> Response:
-    """A transaction Bundle: ITI-65, the documents of one submission set, all or nothing."""
+async def provide(request: Request) -> Response:
+    """A transaction Bundle: ITI-65, the documents of one submission set, all or nothing.
+
+    The token is checked in the worker thread that files the deposit, not by a dependency
+    (a thread of its own per request): this is the busiest write of the platform."""
     platform = get_platform(request)
+    authorization = request.headers.get("authorization")
+    if bearer_token(authorization) is None:
+        authenticate(platform, authorization)  # the 401, before reading any body
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in (FHIR_JSON, "application/json"):
         raise FhirError(415, "send the Bundle as application/fhir+json")
@@ -111,10 +123,11 @@ async def provide(request: Request, principal: BearerPrincipal) -> Response:
     raw = await request.body()
     if len(raw) > MAX_PROVIDE_BODY:
         raise FhirError(413, "the Bundle is too large", code="too-costly")
-    return await run_in_threadpool(_provide, platform, principal, raw)
+    return await run_in_threadpool(_provide, platform, authorization, raw)
 
 
-def _provide(platform: Platform, principal: Principal, raw: bytes) -> Response:
+def _provide(platform: Platform, authorization: str | None, raw: bytes) -> Response:
+    principal = authenticate(platform, authorization)
     _check_scopes(principal, "DocumentReference", "c")
     try:
         body = json.loads(raw)
