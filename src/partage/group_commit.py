@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,6 +34,9 @@ class _Pending(Generic[T]):
     done: bool = False
     result: Any = None
     error: BaseException | None = None
+    # Set when the item is done, or when its thread is to write the next group.
+    wake: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
 
 
 class GroupCommitter(Generic[T, R]):
@@ -52,37 +55,60 @@ class GroupCommitter(Generic[T, R]):
         self._apply_many = apply_many
         self._max_group = max_group
         self._queue: deque[_Pending[T]] = deque()
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self._busy = False
 
     def submit(self, item: T) -> R:
         """Apply `item` and return what `apply` returned, once committed; or raise what
         applying it raised (nothing of it is then stored)."""
         pending: _Pending[T] = _Pending(item)
-        with self._changed:
+        with self._lock:
             self._queue.append(pending)
-        while True:
-            with self._changed:
-                while self._busy and not pending.done:
-                    self._changed.wait()
-                if pending.done:
-                    break
-                self._busy = True
-                count = min(len(self._queue), self._max_group)
-                group = [self._queue.popleft() for _ in range(count)]
-            try:
-                self._apply_group(group)
-            finally:
-                with self._changed:
-                    for each in group:
-                        if not each.done:
-                            each.error = RuntimeError("the write was not applied")
-                            each.done = True
-                    self._busy = False
-                    self._changed.notify_all()
+            if not self._busy:
+                self._busy = pending.lead = True
+        # Each waiting thread sleeps on its own event: waking every waiting thread at each
+        # commit to find out whose turn it is costs more than the commit under load.
+        while not pending.done:
+            if pending.lead:
+                pending.lead = False
+                self._lead()
+            else:
+                pending.wake.wait()
+                pending.wake.clear()
         if pending.error is not None:
             raise pending.error
         return pending.result  # type: ignore[no-any-return]
+
+    def apply_group(self, items: list[T]) -> list[tuple[R | None, BaseException | None]]:
+        """Apply `items` now, in this thread, as one group (as if they had queued together):
+        each one's result or error."""
+        group: list[_Pending[T]] = [_Pending(item) for item in items]
+        self._apply_group(group)
+        return [(p.result, p.error) for p in group]
+
+    def _lead(self) -> None:
+        """Write one group, answer its items, and hand the next group to a waiting thread
+        (or leave the committer idle)."""
+        with self._lock:
+            count = min(len(self._queue), self._max_group)
+            group = [self._queue.popleft() for _ in range(count)]
+        try:
+            self._apply_group(group)
+        finally:
+            for each in group:
+                if not each.done:
+                    each.error = RuntimeError("the write was not applied")
+                    each.done = True
+            with self._lock:
+                successor = self._queue[0] if self._queue else None
+                if successor is None:
+                    self._busy = False
+                else:
+                    successor.lead = True
+            for each in group:
+                each.wake.set()
+            if successor is not None:
+                successor.wake.set()
 
     def _apply_group(self, group: list[_Pending[T]]) -> None:
         while group:

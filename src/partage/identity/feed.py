@@ -4,17 +4,16 @@ A01, A04, A08, A28 and A31 create or update the sender's local identity (and mat
 A40 merges two ids of one domain. Each message is applied whole or not at all: acknowledged
 AA only once it is committed, AE with the reason when refused — nothing half-done either way.
 
-Messages are committed in groups (ADR 0009): the listener's threads hand their messages
-over, and one of them at a time applies everything waiting in one transaction, in arrival
-order, then answers each. A refused message does not take the others down with it: the
-transaction is rolled back, the messages before it are applied again and committed, the
-refused one is answered on its own, and the rest go on.
+Messages are committed in groups (ADR 0009, `group_commit.GroupCommitter`): the listener's
+threads hand their messages over, and one of them at a time applies everything waiting in
+one transaction, in arrival order, then answers each. A refused message does not take the
+others down with it: the transaction is rolled back, the messages before it are applied
+again and committed, the refused one is answered on its own, and the rest go on.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,7 +21,7 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from partage.audit.actions import Actor
-from partage.db import transaction
+from partage.group_commit import GroupCommitter
 from partage.identity.operations import do_merge_local
 from partage.identity.service import (
     IdentityError,
@@ -38,19 +37,18 @@ from partage.security.models import Establishment
 MAX_GROUP = 64
 
 
-@dataclass(eq=False)
-class _Pending:
-    message: AdtMessage
-    done: bool = False
-    error: Exception | None = None
-
-
 @dataclass(frozen=True)
 class _Prepared:
     message: AdtMessage
     establishment: Establishment
     actor: Actor
     value: IdentityInput
+
+
+def _exception(error: BaseException | None) -> Exception | None:
+    if error is None or isinstance(error, Exception):
+        return error
+    raise error  # KeyboardInterrupt and the like are not answers
 
 
 def _refusal(message: AdtMessage, error: IdentityError) -> AdtError:
@@ -68,98 +66,43 @@ class AdtFeed:
 
     def __init__(self, platform: Platform, *, max_group: int = MAX_GROUP) -> None:
         self._platform = platform
-        self._max_group = max_group
         self._domains: dict[tuple[str, str], tuple[Establishment, Actor]] = {}
         self._lock = threading.Lock()
-        self._queue: deque[_Pending] = deque()
-        self._changed = threading.Condition()
-        self._busy = False  # a thread is applying a group
+        self._committer: GroupCommitter[AdtMessage, AdtError | None] = GroupCommitter(
+            platform.sessions, self._apply, max_group=max_group
+        )
 
     def __call__(self, message: AdtMessage) -> None:
         if message.patient is None:
             return  # an event we do not act on: acknowledged as accepted
-        item = _Pending(message)
-        with self._changed:
-            self._queue.append(item)
-        while True:
-            with self._changed:
-                while self._busy and not item.done:
-                    self._changed.wait()
-                if item.done:
-                    break
-                # No group is being applied: this thread applies what is waiting.
-                self._busy = True
-                count = min(len(self._queue), self._max_group)
-                group = [self._queue.popleft() for _ in range(count)]
-            try:
-                self._apply_group(group)
-            finally:
-                with self._changed:
-                    for pending in group:
-                        if not pending.done:  # applying the group itself failed
-                            pending.error = RuntimeError("the message was not applied")
-                            pending.done = True
-                    self._busy = False
-                    self._changed.notify_all()
-        if item.error is not None:
-            raise item.error
+        refusal = self._committer.submit(message)
+        if refusal is not None:
+            raise refusal
 
     def apply(self, messages: Sequence[AdtMessage]) -> list[Exception | None]:
         """Apply these messages in order as one group, as the listener's messages waiting
         together are: each one's refusal (AdtError) or failure, or None once committed."""
-        group = [_Pending(m) for m in messages if m.patient is not None]
-        self._apply_group(group)
-        errors = iter(pending.error for pending in group)
-        return [next(errors) if m.patient is not None else None for m in messages]
-
-    def _apply_group(self, group: list[_Pending]) -> None:
-        """Apply `group` in as few transactions as its refusals allow; mark each done once
-        its answer is known (AA: once committed)."""
-        while group:
-            if len(group) == 1:
-                self._apply_alone(group[0])
-                return
-            applied: list[_Pending] = []
-            failed: _Pending | None = None
-            try:
-                with transaction(self._platform.sessions) as session:
-                    for pending in group:
-                        failed = pending
-                        try:
-                            prepared = self._prepare(session, pending.message)
-                        except AdtError as error:
-                            # Refused before writing anything: the others carry on.
-                            pending.error, pending.done, failed = error, True, None
-                            continue
-                        self._write(session, prepared)
-                        applied.append(pending)
-                        failed = None
-            except Exception:
-                rest = [p for p in group if not p.done and p not in applied and p is not failed]
-                if failed is None:
-                    # The commit failed: each on its own, so that each gets its answer.
-                    for pending in applied:
-                        self._apply_alone(pending)
-                    group = rest
-                    continue
-                # Rolled back, nothing of the group stored: the messages before the refused
-                # one again (they were accepted), the refused one alone (its error is its
-                # answer), then the rest.
-                self._apply_group(applied)
-                self._apply_alone(failed)
-                group = rest
+        acted = [m for m in messages if m.patient is not None]
+        outcomes = iter(self._committer.apply_group(acted))
+        answers: list[Exception | None] = []
+        for message in messages:
+            if message.patient is None:
+                answers.append(None)
                 continue
-            for pending in applied:
-                pending.done = True
-            return
+            refusal, error = next(outcomes)
+            answers.append(refusal if refusal is not None else _exception(error))
+        return answers
 
-    def _apply_alone(self, pending: _Pending) -> None:
+    def _apply(self, session: Session, message: AdtMessage) -> AdtError | None:
+        """A message refused before it writes (unknown domain, invalid traits) is answered
+        without failing the group it is in; one refused after writing fails it (the group
+        committer then applies the others again without it)."""
         try:
-            with transaction(self._platform.sessions) as session:
-                self._write(session, self._prepare(session, pending.message))
-        except Exception as error:
-            pending.error = error
-        pending.done = True
+            prepared = self._prepare(session, message)
+        except AdtError as refusal:
+            return refusal
+        self._write(session, prepared)
+        return None
 
     def _prepare(self, session: Session, message: AdtMessage) -> _Prepared:
         """The checks that need no write: the domain, the traits (AdtError if refused)."""
