@@ -1,7 +1,7 @@
 """Bulk deposit: many documents filed without the HTTP API, for seeding (the demo territory,
 the benchmarks' seed territory) and for taking over the contents of an earlier repository.
 
-The rules are the deposit's (`deposit.py`, `actions.do_deposit`): CDA documents completed
+The rules are the deposit's (`deposit.py`, `filing.do_deposit`): CDA documents completed
 from their headers, every content checked (`check_content`), the identity active and the
 depositor allowed to file under it (`decide_deposit`), authors found in the directory,
 replacements in the same patient's record and of a current version, contents encrypted by
@@ -38,8 +38,8 @@ from partage.access.decision import decide_deposit
 from partage.audit.actions import AuditEntry, new_entry, queue_entries
 from partage.db import transaction, utcnow
 from partage.directory.models import Organization, Practitioner
-from partage.documents.actions import check_content
 from partage.documents.deposit import prepare_submission
+from partage.documents.filing import check_content
 from partage.documents.models import (
     DocumentContent,
     DocumentEntry,

@@ -15,14 +15,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from partage.db import transaction
-from partage.documents.actions import (
+from partage.documents.cda import CdaDocument, InvalidCda, parse_cda
+from partage.documents.filing import (
     DepositPlan,
     check_content,
     plan_deposit,
     write_deposit,
     write_deposits,
 )
-from partage.documents.cda import CdaDocument, InvalidCda, parse_cda
 from partage.documents.repository import Repository
 from partage.documents.submission import (
     LOINC,

@@ -1,7 +1,7 @@
 """A deposit as every channel hands it over (FHIR MHD, HL7v2 MDM, the drop folder, the
 portal): documents with their metadata and content, for one patient, all or nothing.
 
-The channels parse their own formats into these types; `actions.do_deposit` checks and stores
+The channels parse their own formats into these types; `filing.do_deposit` checks and stores
 them. Errors name the faulty part with `where` (a FHIRPath-like location in the channel's
 terms), so each channel can answer in its own form (OperationOutcome, ACK ERR, failed/).
 """
