@@ -20,6 +20,8 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.documentreference import DocumentReference
 from fhirpy import SyncFHIRClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from partage.app import create_app
@@ -525,3 +527,72 @@ def test_people_see_what_the_record_rules_let_them(hospital: Hospital) -> None:
     assert _search(hospital, outsider, **own) == []
     vigilance = _person_token(hospital, Profile.identity_vigilance, establishment=hospital.chu)
     assert hospital.get("/DocumentReference", vigilance, params=own).status_code in (403, 404)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+_PATHS = (
+    ("entry",),
+    ("entry", 0, "resource"),
+    ("entry", 0, "resource", "identifier"),
+    ("entry", 0, "resource", "extension"),
+    ("entry", 1, "resource", "subject"),
+    ("entry", 1, "resource", "author"),
+    ("entry", 1, "resource", "securityLabel"),
+    ("entry", 1, "resource", "content"),
+    ("entry", 1, "resource", "content", 0, "attachment"),
+    ("entry", 1, "resource", "content", 0, "attachment", "size"),
+    ("entry", 1, "resource", "context"),
+    ("entry", 1, "resource", "relatesTo"),
+    ("entry", 1, "resource", "masterIdentifier"),
+    ("entry", 2, "resource", "data"),
+    ("entry", 2, "request"),
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(path=st.sampled_from(_PATHS), value=_JSON)
+def test_malformed_bundles_are_refused_never_a_server_error(
+    hospital: Hospital, path: tuple[str | int, ...], value: object
+) -> None:
+    bundle = hospital.bundle()
+    target: Any = bundle
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    response = hospital.post(bundle)
+    assert response.status_code < 500, response.text
+    if response.status_code != 200:
+        assert response.json()["resourceType"] == "OperationOutcome"
+
+
+@settings(max_examples=20, deadline=None)
+@given(changes=st.dictionaries(st.sampled_from(["status", "meta", "securityLabel"]), _JSON))
+def test_malformed_updates_are_refused_never_a_server_error(
+    hospital: Hospital, changes: dict[str, object]
+) -> None:
+    document_id = _fixed_document(hospital)
+    resource = {"resourceType": "DocumentReference", "id": document_id, **changes}
+    response = httpx.put(
+        f"{hospital.base}/fhir/DocumentReference/{document_id}",
+        content=json.dumps(resource),
+        headers={
+            "Authorization": f"Bearer {hospital.chu_token}",
+            "Content-Type": "application/fhir+json",
+        },
+    )
+    assert response.status_code < 500, response.text
+
+
+_FIXED: dict[str, str] = {}
+
+
+def _fixed_document(hospital: Hospital) -> str:
+    if hospital.base not in _FIXED:
+        _FIXED[hospital.base] = _location(hospital.post(hospital.bundle()))
+    return _FIXED[hospital.base]

@@ -37,12 +37,10 @@ from partage.documents.actions import do_change_status, do_set_visibility
 from partage.documents.deposit import deposit
 from partage.documents.fhir_render import ARCHIVED_TAG, document_references
 from partage.documents.fhir_search import DEFAULT_SORT, DOCUMENTS, PATIENT_PARAMETERS, SORTS
-from partage.documents.mhd import parse_provide_bundle, transaction_response
+from partage.documents.mhd import parse_provide_bundle, security_labels, transaction_response
 from partage.documents.models import DocumentEntry, DocumentStatus
 from partage.documents.repository import ContentCorrupted
 from partage.documents.submission import (
-    CONFIDENTIALITY_SYSTEM,
-    VISIBILITY_CODES,
     SubmissionError,
 )
 from partage.identity.fhir_pix import persons_by_identifier, survivor_person
@@ -443,24 +441,29 @@ def _update(platform: Platform, principal: Principal, entry_id: str, raw: bytes)
     if body.get("id") != entry_id:
         raise FhirError(400, "the resource's id is not the one in the URL", expression="id")
     status_value = body.get("status")
-    tags = (body.get("meta") or {}).get("tag") or []
-    archived = any(isinstance(t, dict) and t.get("code") == ARCHIVED_TAG["code"] for t in tags)
-    if status_value not in ("current", "entered-in-error", "superseded"):
+    if not isinstance(status_value, str) or status_value not in (
+        "current",
+        "entered-in-error",
+        "superseded",
+    ):
         raise FhirError(400, "status is current or entered-in-error", expression="status")
+    meta = body.get("meta") or {}
+    tags = meta.get("tag") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or not isinstance(tags or [], list):
+        raise FhirError(400, "meta.tag is a list of codings", expression="meta.tag")
+    archived = any(
+        isinstance(t, dict) and t.get("code") == ARCHIVED_TAG["code"] for t in tags or []
+    )
     status = (
         DocumentStatus.archived
         if status_value == "current" and archived
         else DocumentStatus(status_value)
     )
-    visibility: set[str] = set()
-    confidentiality = None
-    for label in body.get("securityLabel") or []:
-        for coding in (label or {}).get("coding") or [] if isinstance(label, dict) else []:
-            code = coding.get("code") if isinstance(coding, dict) else None
-            if code in VISIBILITY_CODES:
-                visibility.add(code)
-            elif code in ("N", "R", "V") and coding.get("system") in (CONFIDENTIALITY_SYSTEM, None):
-                confidentiality = code
+    # A PUT gives the whole set of labels: what it leaves out is taken off.
+    try:
+        confidentiality, visibility = security_labels(body, "DocumentReference")
+    except SubmissionError as error:
+        raise FhirError(400, error.message, code=error.code, expression=error.where) from None
     try:
         entry_uuid = uuid.UUID(entry_id)
     except ValueError:
@@ -478,7 +481,7 @@ def _update(platform: Platform, principal: Principal, entry_id: str, raw: bytes)
                 session,
                 principal=principal,
                 entry_id=entry_uuid,
-                visibility=frozenset(visibility),
+                visibility=visibility,
                 confidentiality=confidentiality,
             )
             rendered = document_references(session, [entry], base=_base(platform))[0]

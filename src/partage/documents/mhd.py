@@ -321,7 +321,7 @@ def _contained_author(contained: dict[str, Any], where: str) -> AuthorRef:
     )
 
 
-def _security_labels(resource: dict[str, Any], where: str) -> tuple[str, frozenset[str]]:
+def security_labels(resource: dict[str, Any], where: str) -> tuple[str, frozenset[str]]:
     confidentiality = Confidentiality.normal.value
     visibility: set[str] = set()
     for i, raw in enumerate(_list(resource.get("securityLabel"), f"{where}.securityLabel")):
@@ -418,7 +418,7 @@ def _document(
     categories = _list(resource.get("category"), f"{where}.category")
     context = _object(resource.get("context"), f"{where}.context", required=False)
     period = _object(context.get("period"), f"{where}.context.period", required=False)
-    confidentiality, visibility = _security_labels(resource, where)
+    confidentiality, visibility = security_labels(resource, where)
     relations = []
     for i, raw in enumerate(_list(resource.get("relatesTo"), f"{where}.relatesTo")):
         relation = _object(raw, f"{where}.relatesTo[{i}]")
