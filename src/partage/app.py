@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from partage import __version__
@@ -79,6 +80,15 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
             for e in exc.errors()
         ]
         return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(DataError)
+    async def _data_error(request: Request, exc: DataError) -> Response:
+        # A value the database cannot hold (a NUL byte in text, on PostgreSQL) that no check
+        # before it caught: the request is at fault, not the server.
+        message = "the request contains a value that cannot be stored or searched"
+        if is_fhir_request(request):
+            return error_response(400, message)
+        return JSONResponse({"detail": message}, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

@@ -449,6 +449,9 @@ def test_search_parameters_sort_and_paging(hospital: Hospital) -> None:
     assert pages == list(reversed(ids))
     response = hospital.get("/DocumentReference", params={"type": "11502-2"})
     assert response.status_code == 400 and "one patient" in response.text
+    for nul in ({"patient.identifier": f"urn:oid:{CHU_OID}|\x00"}, {"patient": "Patient/\x00"},
+                {"patient.identifier": identifier, "type": "\x00"}):  # fmt: skip
+        assert hospital.get("/DocumentReference", params=nul).status_code in (200, 400)
     response = hospital.get(
         "/DocumentReference", params={"patient": f"Patient/{hospital.person_id}", "_sort": "title"}
     )

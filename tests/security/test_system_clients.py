@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 
@@ -9,6 +10,7 @@ import httpx
 import pytest
 from authlib.integrations.httpx_client import OAuth2Client
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
+from fastapi.testclient import TestClient
 from joserfc.jwk import RSAKey
 
 from partage.db import transaction
@@ -232,3 +234,20 @@ def test_discovery_documents(live_server: str) -> None:
     jwks = httpx.get(f"{live_server}/oauth2/jwks").json()
     assert {key["alg"] for key in jwks["keys"]} >= {"ES256", "RS256"}
     assert all("d" not in key for key in jwks["keys"])
+
+
+@pytest.mark.parametrize("endpoint", ["/oauth2/token", "/oauth2/revoke", "/oauth2/introspect"])
+def test_a_nul_byte_in_a_client_id_is_a_failed_authentication_not_a_crash(
+    client: TestClient, endpoint: str
+) -> None:
+    response = client.post(
+        endpoint, data={"client_id": "\x00", "grant_type": "client_credentials", "token": "x"}
+    )
+    assert response.status_code in (400, 401)
+    basic = base64.b64encode(b"ab\x00cd:secret").decode()
+    response = client.post(
+        endpoint,
+        data={"grant_type": "client_credentials", "token": "x"},
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    assert response.status_code in (400, 401)

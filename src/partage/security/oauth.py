@@ -134,6 +134,10 @@ _CLIENT_BY_ID = (
 
 
 def _client(session: Session, client_id: str) -> OAuthClient | None:
+    # Client ids are ours (64 printable characters at most): anything else names no client,
+    # and must not reach the database (PostgreSQL refuses a NUL byte in text outright).
+    if not client_id or len(client_id) > 64 or not client_id.isprintable():
+        return None
     return session.scalar(_CLIENT_BY_ID, {"client_id": client_id})
 
 
@@ -173,7 +177,7 @@ def _authenticate_private_key_jwt(
     client_id = creds.client_id or claims.get("iss")
     if not isinstance(client_id, str):
         raise invalid
-    client = service.get_client(session, client_id=client_id)
+    client = _client(session, client_id)
     if client is None or not client.is_active or not client.jwks:
         raise invalid
     try:
