@@ -23,6 +23,8 @@ from partage.documents.deposit import deposit
 from partage.documents.repository import ContentCorrupted
 from partage.documents.submission import MAX_DOCUMENT_BYTES, Submission, SubmissionError
 from partage.web import csrf
+from partage.web import record_deposit_views as deposit_views
+from partage.web import record_document_views as document_views
 from partage.web import record_views as views
 from partage.web.deps import get_platform
 from partage.web.i18n import N_, gettext
@@ -146,7 +148,7 @@ def _record_page(
     *,
     notice: str | None = None,
     problem: str | None = None,
-    form: views.DepositForm | None = None,
+    form: deposit_views.DepositForm | None = None,
     status_code: int = 200,
 ) -> Response:
     locale = request_locale(request)
@@ -157,8 +159,8 @@ def _record_page(
         found = views.timeline(session, access, filters, locale)
         views.audit_listing(session, user.principal, access, found.rows)
         patient = views.patient_view(session, access.person_id, user.principal, locale)
-        can_deposit = views.may_deposit(user.principal, access)
-    form = form or views.DepositForm()
+        can_deposit = deposit_views.may_deposit(user.principal, access)
+    form = form or deposit_views.DepositForm()
     context: dict[str, Any] = {
         "patient": patient,
         "timeline": found,
@@ -229,18 +231,18 @@ def add_document(
         return error_page(request, "csrf", 403)
     platform = get_platform(request)
     locale = request_locale(request)
-    form = views.DepositForm(type=type.strip(), title=titre, date=date.strip())
+    form = deposit_views.DepositForm(type=type.strip(), title=titre, date=date.strip())
     # One byte more than accepted is enough to know it is too much.
     data = fichier.file.read(MAX_DOCUMENT_BYTES + 1) if fichier is not None else b""
     problem: str | None = None
     submission: Submission | None = None
     with transaction(platform.sessions) as session:
         access = views.open_record(session, user.principal, record_id, action="document.deposit")
-        if not views.may_deposit(user.principal, access):
+        if not deposit_views.may_deposit(user.principal, access):
             problem = gettext(locale, MSG_CANNOT_DEPOSIT)
         else:
             try:
-                submission = views.portal_submission(
+                submission = deposit_views.portal_submission(
                     session, user.principal, user.display_name, access, form, data
                 )
             except views.InvalidCriteria as error:
@@ -257,7 +259,7 @@ def add_document(
             )
         except SubmissionError as error:
             with transaction(platform.sessions) as session:
-                views.refused_deposit(session, user.principal, access, error)
+                deposit_views.refused_deposit(session, user.principal, access, error)
             problem = f"{gettext(locale, MSG_NOT_ADDED)} {error.message}"
     if problem is None:
         return see_other(f"{views.record_url(access.person_id)}?ajoute=1")
@@ -283,19 +285,21 @@ def document_page(person_id: str, entry_id: str, request: Request) -> Response:
     locale = request_locale(request)
     platform = get_platform(request)
     with transaction(platform.sessions) as session:
-        entry, access = views.document_for_reader(
+        entry, access = document_views.document_for_reader(
             session, user.principal, _row_id(person_id), _row_id(entry_id), action="document.read"
         )
         row = views.document_rows(session, access.person_id, [entry], locale)[0]
         try:
-            shown = views.viewer(session, platform.repository, access, entry, locale)
+            shown = document_views.viewer(session, platform.repository, access, entry, locale)
         except ContentCorrupted:
-            shown = views.Viewer("download", "", "", problem=views.MSG_CONTENT_MISSING)
+            shown = document_views.Viewer(
+                "download", "", "", problem=document_views.MSG_CONTENT_MISSING
+            )
         context = {
             "patient": views.patient_view(session, access.person_id, user.principal, locale),
             "document": row,
-            "facts": views.metadata(entry, locale, row),
-            "versions": views.version_rows(session, access, entry, locale),
+            "facts": document_views.metadata(entry, locale, row),
+            "versions": document_views.version_rows(session, access, entry, locale),
             "viewer": shown,
             "record_href": views.record_url(access.person_id),
         }
@@ -333,7 +337,7 @@ def document_content(
     platform = get_platform(request)
     download = bool(telecharger)
     with transaction(platform.sessions) as session:
-        entry, _ = views.document_for_reader(
+        entry, _ = document_views.document_for_reader(
             session,
             user.principal,
             _row_id(person_id),
@@ -342,7 +346,7 @@ def document_content(
             detail={"download": download},
         )
         try:
-            data = views.read_content(session, platform.repository, entry)
+            data = document_views.read_content(session, platform.repository, entry)
         except ContentCorrupted:
             data = None
         media_type, name = entry.mime_type, f"document-{entry.id}-v{entry.version}"
@@ -360,7 +364,7 @@ def cda_attachment(person_id: str, entry_id: str, attachment_id: str, request: R
         return user
     platform = get_platform(request)
     with transaction(platform.sessions) as session:
-        entry, _ = views.document_for_reader(
+        entry, _ = document_views.document_for_reader(
             session,
             user.principal,
             _row_id(person_id),
@@ -369,11 +373,11 @@ def cda_attachment(person_id: str, entry_id: str, attachment_id: str, request: R
             detail={"attachment": attachment_id[:64]},
         )
         try:
-            data = views.read_content(session, platform.repository, entry)
+            data = document_views.read_content(session, platform.repository, entry)
         except ContentCorrupted:
             data = None
         name = f"document-{entry.id}-{attachment_id[:64]}"
-    attachment = views.cda_attachment(data, attachment_id) if data is not None else None
+    attachment = document_views.cda_attachment(data, attachment_id) if data is not None else None
     if attachment is None:
         raise NotFound()
     return _content_response(

@@ -1,5 +1,6 @@
 """The professional's view of a patient's record: whose record a page may show, the
-timeline, a document and its versions, the patient search, and a deposit from the portal.
+patient search and the timeline (one document: `record_document_views`; a deposit from the
+portal: `record_deposit_views`).
 
 Every read here goes through the one access decision (`access.decision.decide_record`):
 the record's person, then what of it the reader may see, as a query condition for lists
@@ -29,26 +30,14 @@ from partage.access.decision import (
     NotFound,
     RecordGrant,
     RecordSubject,
-    decide_deposit,
     decide_record,
 )
 from partage.audit.actions import record
 from partage.documents import service
-from partage.documents.cda import InvalidCda
-from partage.documents.cda_render import Attachment, render_cda
 from partage.documents.fhir_search import DEFAULT_SORT, SORTS
 from partage.documents.models import Confidentiality, DocumentEntry, DocumentStatus
-from partage.documents.repository import Repository
 from partage.documents.submission import (
-    CDA_MIME_TYPES,
     LOINC,
-    MAX_DOCUMENT_BYTES,
-    AuthorRef,
-    Coding,
-    NewDocument,
-    PatientRef,
-    Submission,
-    SubmissionError,
 )
 from partage.identity.ins import InvalidIns, format_ins, normalize_ins
 from partage.identity.models import LocalIdentity
@@ -57,7 +46,6 @@ from partage.search import InvalidSearch, SearchSpec, decode_after, encode_after
 from partage.security.models import Profile
 from partage.security.principal import Principal
 from partage.security.service import establishments_by_id
-from partage.web.directory_views import date_time
 from partage.web.i18n import N_, gettext
 from partage.web.identity_search_views import parse_birth_date
 from partage.web.identity_views import SEX_LABELS
@@ -114,11 +102,11 @@ def attachment_url(person_id: uuid.UUID, entry_id: uuid.UUID, attachment_id: str
     return f"{document_url(person_id, entry_id)}/pieces/{attachment_id}"
 
 
-def _basis(grant: RecordGrant) -> str | None:
+def basis_of(grant: RecordGrant) -> str | None:
     return grant.decision.basis.value if grant.decision.basis else None
 
 
-def _day(moment: datetime | date | None, locale: str) -> str | None:
+def day_shown(moment: datetime | date | None, locale: str) -> str | None:
     if moment is None:
         return None
     if isinstance(moment, datetime):
@@ -126,7 +114,7 @@ def _day(moment: datetime | date | None, locale: str) -> str | None:
     return format_date(moment, format="short", locale=locale)
 
 
-def _aware(moment: datetime) -> datetime:
+def as_utc(moment: datetime) -> datetime:
     # SQLite gives back naive datetimes; every stored instant is UTC.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -256,7 +244,7 @@ def _best_identity(identities: Sequence[LocalIdentity], own: uuid.UUID | None) -
         key=lambda i: (
             i.establishment_id != own,
             i.status != "QUAL",
-            -_aware(i.updated_at).timestamp(),
+            -as_utc(i.updated_at).timestamp(),
         ),
     )
 
@@ -291,7 +279,7 @@ def patient_view(
         birth_name=best.birth_family_name.upper()
         if best.used_family_name and best.used_family_name != best.birth_family_name
         else None,
-        birth_date=_day(best.birth_date, locale),
+        birth_date=day_shown(best.birth_date, locale),
         sex=gettext(locale, SEX_LABELS.get(best.sex, SEX_LABELS["U"])),
         ins=ins,
         local_ids=own,
@@ -398,7 +386,7 @@ def audit_search(
             entity_type="Patient",
             entity_id=str(access.person_id) if access else None,
             person_id=str(access.person_id) if access else None,
-            basis=_basis(access.grant) if access else None,
+            basis=basis_of(access.grant) if access else None,
             detail=detail,
         )
 
@@ -491,7 +479,7 @@ def document_rows(
             DocumentRow(
                 id=entry.id,
                 href=document_url(person_id, entry.id),
-                date=_day(_aware(entry.creation_time), locale),
+                date=day_shown(as_utc(entry.creation_time), locale),
                 type=type_label(entry, locale),
                 title=entry.title or type_label(entry, locale),
                 author=entry.author_label,
@@ -612,325 +600,6 @@ def audit_listing(
         action="document.search",
         entity_type="DocumentReference",
         person_id=str(access.person_id),
-        basis=_basis(access.grant),
+        basis=basis_of(access.grant),
         detail={"channel": "portal", "documents": [str(r.id) for r in rows]},
-    )
-
-
-# --- one document ----------------------------------------------------------------------------
-
-
-def document_for_reader(
-    session: Session,
-    principal: Principal,
-    person_id: uuid.UUID,
-    entry_id: uuid.UUID,
-    *,
-    action: str,
-    detail: dict[str, Any] | None = None,
-) -> tuple[DocumentEntry, RecordAccess]:
-    """The entry, in this person's record and admitted by the decision for the reader, its
-    read audited; NotFound (audited) otherwise, whichever of these failed."""
-    entry = service.get_entry(session, entry_id) if is_reader(principal) else None
-    owner = service.person_of_identity(session, entry.local_identity_id) if entry else None
-    subject = service.subject_of(session, owner) if owner else None
-    grant = decide_record(service.caller_of(session, principal), subject) if subject else None
-    requested = service.subject_of(session, person_id)
-    if (
-        entry is None
-        or subject is None
-        or grant is None
-        or requested is None
-        or requested.person_id != subject.person_id
-        or not grant.admits(service.facts(entry))
-    ):
-        record(
-            session,
-            actor=principal.actor,
-            action=action,
-            outcome="not_found" if entry is None else "denied",
-            entity_type="DocumentReference",
-            entity_id=str(entry_id),
-            person_id=str(subject.person_id) if subject is not None else None,
-            detail={
-                "channel": "portal",
-                **({"reason": grant.decision.reason} if grant is not None else {}),
-            },
-        )
-        session.commit()
-        raise NotFound()
-    record(
-        session,
-        actor=principal.actor,
-        action=action,
-        entity_type="DocumentReference",
-        entity_id=str(entry.id),
-        person_id=str(subject.person_id),
-        basis=_basis(grant),
-        detail={"channel": "portal", **(detail or {})},
-    )
-    return entry, RecordAccess(subject, grant)
-
-
-@dataclass(frozen=True)
-class VersionRow:
-    version: int
-    href: str
-    date: str | None
-    status_label: str | None
-    current: bool  # the one shown
-
-
-def version_rows(
-    session: Session, access: RecordAccess, entry: DocumentEntry, locale: str
-) -> list[VersionRow]:
-    """Every version of the document the reader may see, newest first."""
-    rows = []
-    for version in reversed(service.versions(session, entry.lineage_id)):
-        if not access.grant.admits(service.facts(version)):
-            continue
-        status = DocumentStatus(version.status)
-        rows.append(
-            VersionRow(
-                version=version.version,
-                href=document_url(access.person_id, version.id),
-                date=date_time(_aware(version.deposited_at), locale),
-                status_label=gettext(locale, STATUS_LABELS[status])
-                if status in STATUS_LABELS
-                else None,
-                current=version.id == entry.id,
-            )
-        )
-    return rows
-
-
-@dataclass
-class Viewer:
-    """How the page shows the document: `kind` is pdf, cda, text, image or download."""
-
-    kind: str
-    content_url: str
-    download_url: str
-    html: str | None = None  # CDA: generated from a whitelist by `render_cda` only
-    text: str | None = None
-    problem: str | None = None
-
-
-MSG_CDA_UNREADABLE = N_(
-    "This CDA document could not be read; it can still be downloaded and opened elsewhere."
-)
-MSG_CONTENT_MISSING = N_("The content of this document is not available.")
-
-
-def read_content(session: Session, repository: Repository, entry: DocumentEntry) -> bytes | None:
-    content = service.content_of(session, entry)
-    return repository.read(content) if content is not None else None
-
-
-def viewer(
-    session: Session,
-    repository: Repository,
-    access: RecordAccess,
-    entry: DocumentEntry,
-    locale: str,
-) -> Viewer:
-    person_id = access.person_id
-    shown = Viewer(
-        kind="download",
-        content_url=content_url(person_id, entry.id),
-        download_url=content_url(person_id, entry.id, download=True),
-    )
-    mime = entry.mime_type.split(";")[0].strip().lower()
-    if mime == "application/pdf":
-        shown.kind = "pdf"
-    elif mime in ("image/png", "image/jpeg", "image/gif"):
-        shown.kind = "image"
-    elif mime in CDA_MIME_TYPES or mime == "text/plain":
-        data = read_content(session, repository, entry)
-        if data is None:
-            shown.problem = MSG_CONTENT_MISSING
-        elif mime == "text/plain":
-            shown.kind, shown.text = "text", data.decode("utf-8", errors="replace")
-        else:
-            try:
-                rendered = render_cda(
-                    data,
-                    locale=locale,
-                    attachment_url=lambda a: attachment_url(person_id, entry.id, a),
-                )
-            except InvalidCda:
-                shown.problem = MSG_CDA_UNREADABLE
-            else:
-                # The page's own <h1> is the document's title: the rendering's heading
-                # becomes a paragraph, so the page keeps one first-level heading. Text in
-                # the rendering is escaped, so these tags can only be the renderer's own.
-                markup = rendered.html.replace('<h1 class="cda-title">', '<p class="cda-title">', 1)
-                if markup != rendered.html:
-                    markup = markup.replace("</h1>", "</p>", 1)
-                shown.kind, shown.html = "cda", markup
-    return shown
-
-
-def cda_attachment(data: bytes, attachment_id: str) -> Attachment | None:
-    try:
-        rendered = render_cda(data)
-    except InvalidCda:
-        return None
-    return next((a for a in rendered.attachments if a.id == attachment_id), None)
-
-
-@dataclass(frozen=True)
-class Fact:
-    label: str
-    value: str
-
-
-def metadata(entry: DocumentEntry, locale: str, row: DocumentRow) -> list[Fact]:
-    """The metadata panel: what the registry knows of the document, in the reader's words."""
-    facts = [
-        Fact(N_("Type"), row.type),
-        Fact(N_("Date of the document"), row.date or "—"),
-    ]
-    if entry.service_start is not None:
-        span = _day(_aware(entry.service_start), locale) or ""
-        if entry.service_end is not None and entry.service_end != entry.service_start:
-            span = f"{span} – {_day(_aware(entry.service_end), locale)}"
-        facts.append(Fact(N_("Date of care"), span))
-    facts.append(Fact(N_("Author"), row.author or "—"))
-    facts.append(Fact(N_("Establishment"), row.establishment or "—"))
-    if entry.practice_setting_display:
-        facts.append(Fact(N_("Practice setting"), entry.practice_setting_display))
-    facts.append(Fact(N_("Deposited on"), date_time(_aware(entry.deposited_at), locale) or "—"))
-    facts.append(Fact(N_("Version"), str(entry.version)))
-    facts.append(
-        Fact(
-            N_("Confidentiality"),
-            gettext(locale, CONFIDENTIALITY_LABELS.get(entry.confidentiality, N_("normal"))),
-        )
-    )
-    facts.append(Fact(N_("Format"), entry.mime_type))
-    return facts
-
-
-# --- depositing from the portal ------------------------------------------------------------
-
-
-def may_deposit(principal: Principal, access: RecordAccess) -> bool:
-    """The reader's establishment holds an identity of the patient, and the decision lets
-    its professionals file under it."""
-    establishment = principal.establishment_id
-    if establishment is None or establishment not in access.subject.establishment_ids:
-        return False
-    return decide_deposit(principal, identity_establishment_id=establishment).allowed
-
-
-@dataclass
-class DepositForm:
-    type: str = ""
-    title: str = ""
-    date: str = ""
-
-    def type_options(self, locale: str) -> list[Option]:
-        return [
-            Option(code, gettext(locale, label), code == self.type)
-            for code, label in DEPOSIT_TYPES.items()
-        ]
-
-
-MSG_NO_FILE = N_("Choose the file to add.")
-MSG_FILE_KIND = N_("The file must be a PDF, a CDA R2 document (XML) or plain text (UTF-8).")
-MSG_FILE_TOO_LARGE = N_("The file is too large (64 MB at most).")
-MSG_TYPE = N_("Choose the type of the document.")
-MSG_TITLE = N_("Give the document a title.")
-MSG_DATE = N_("Enter the date of the document as DD/MM/YYYY, not in the future.")
-
-
-def sniff_upload(data: bytes) -> str | None:
-    """The content type of an uploaded file, from its bytes (what the browser declares is
-    not trusted): PDF, XML (a CDA document, checked by the deposit), or UTF-8 text."""
-    if data.startswith(b"%PDF-"):
-        return "application/pdf"
-    head = data[:200].lstrip(b"\xef\xbb\xbf \t\r\n")
-    if head.startswith(b"<"):
-        return "text/xml"
-    if b"\x00" in data:
-        return None
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    return "text/plain"
-
-
-def portal_submission(
-    session: Session,
-    principal: Principal,
-    display_name: str,
-    access: RecordAccess,
-    form: DepositForm,
-    data: bytes,
-) -> Submission:
-    """The deposit as the documents domain takes it; InvalidCriteria (a msgid) for what the
-    form must correct first."""
-    if not data:
-        raise InvalidCriteria(MSG_NO_FILE)
-    if len(data) > MAX_DOCUMENT_BYTES:
-        raise InvalidCriteria(MSG_FILE_TOO_LARGE)
-    mime = sniff_upload(data)
-    if mime is None:
-        raise InvalidCriteria(MSG_FILE_KIND)
-    if form.type not in DEPOSIT_TYPES:
-        raise InvalidCriteria(MSG_TYPE)
-    title = " ".join(form.title.split())[:300]
-    if not title and mime != "text/xml":
-        raise InvalidCriteria(MSG_TITLE)
-    created: datetime | None = None
-    if form.date.strip():
-        day = parse_birth_date(form.date)
-        if day is None or day > datetime.now(PARIS).date():
-            raise InvalidCriteria(MSG_DATE)
-        # The day the professional gave, at noon in the territory (a day, not an instant).
-        created = datetime.combine(day, time(12)).replace(tzinfo=PARIS)
-    caller = service.caller_of(session, principal)
-    author = (
-        AuthorRef(practitioner_id=caller.practitioner_id)
-        if caller.practitioner_id is not None
-        else AuthorRef(label=display_name)
-    )
-    # OIDs derived from UUIDs (ISO 9834-8, "2.25."): the portal has no OID root of its own.
-    unique_id = f"2.25.{uuid.uuid4().int}"
-    return Submission(
-        unique_id=f"2.25.{uuid.uuid4().int}",
-        # The source is the depositing establishment (the same OID for all its deposits).
-        source_id=f"2.25.{principal.establishment_id.int if principal.establishment_id else 0}",
-        patient=PatientRef(person_id=access.person_id),
-        channel="portal",
-        author_label=display_name,
-        documents=[
-            NewDocument(
-                unique_id=unique_id,
-                content=data,
-                mime_type=mime,
-                type=Coding(LOINC, form.type, DEPOSIT_TYPES[form.type]),
-                title=title or None,
-                creation_time=created,
-                authors=[author],
-                where="document",
-            )
-        ],
-    )
-
-
-def refused_deposit(
-    session: Session, principal: Principal, access: RecordAccess, error: SubmissionError
-) -> None:
-    """A refused deposit leaves a trace: who tried what (never the content)."""
-    record(
-        session,
-        actor=principal.actor,
-        action="document.deposit",
-        outcome="refused",
-        entity_type="DocumentReference",
-        person_id=str(access.person_id),
-        detail={"channel": "portal", "reason": error.message[:300], "where": error.where[:200]},
     )
