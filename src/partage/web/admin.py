@@ -7,7 +7,6 @@ Buttons work as plain forms; htmx, when present, swaps the changed row in place.
 
 from __future__ import annotations
 
-import uuid
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
@@ -30,11 +29,12 @@ from partage.web.pages import (
     render,
     render_fragment,
     request_locale,
+    row_id,
     see_other,
 )
 from partage.web.problems import explain
 from partage.web.profiles import ESTABLISHMENT_KIND_LABELS, PROFILE_LABELS
-from partage.web.session import PortalUser, current_user, sign_in_redirect
+from partage.web.session import PortalUser, signed_in
 
 _Choice = TypeVar("_Choice", bound=StrEnum)
 
@@ -55,13 +55,6 @@ DONE_MESSAGES = {
 ACCOUNT_OPERATIONS = {"disable": "disabled", "enable": "enabled", "unlock": "unlocked"}
 MSG_CHOOSE_PROFILE = N_("Choose a profile.")
 MSG_CHOOSE_KIND = N_("Choose the kind of establishment.")
-
-
-def _signed_in(request: Request, return_to: str) -> PortalUser | Response:
-    user = current_user(request)
-    if user is None:
-        return sign_in_redirect(request, return_to)
-    return user
 
 
 def _csrf_refused(request: Request, user: PortalUser, submitted: str) -> Response | None:
@@ -89,13 +82,6 @@ def _choice(enum: type[_Choice], value: str) -> _Choice | None:
         return enum(value)
     except ValueError:
         return None
-
-
-def _parse_uuid(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise NotFound() from None
 
 
 # --- accounts --------------------------------------------------------------------------
@@ -129,7 +115,7 @@ def _accounts_context(
 
 @router.get("/accounts")
 def accounts_page(request: Request, q: QueryText = None, done: QueryText = None) -> Response:
-    user = _signed_in(request, "/admin/accounts")
+    user = signed_in(request, "/admin/accounts")
     if isinstance(user, Response):
         return user
     platform = get_platform(request)
@@ -152,7 +138,7 @@ def create_account(
     national_id: FormText = "",
     password: FormText = "",
 ) -> Response:
-    user = _signed_in(request, "/admin/accounts")
+    user = signed_in(request, "/admin/accounts")
     if isinstance(user, Response):
         return user
     if (refused := _csrf_refused(request, user, csrf_token)) is not None:
@@ -207,7 +193,7 @@ def create_account(
 def account_operation(
     request: Request, account_id: str, operation: str, csrf_token: FormText = ""
 ) -> Response:
-    user = _signed_in(request, "/admin/accounts")
+    user = signed_in(request, "/admin/accounts")
     if isinstance(user, Response):
         return user
     if operation not in ACCOUNT_OPERATIONS:
@@ -216,7 +202,7 @@ def account_operation(
         return refused
     platform = get_platform(request)
     with transaction(platform.sessions) as session:
-        account = service.get_account_by_id(session, account_id=_parse_uuid(account_id))
+        account = service.get_account_by_id(session, account_id=row_id(account_id))
         if account is None:
             raise NotFound()
         if operation == "unlock":
@@ -275,7 +261,7 @@ def _clients_context(session: Session, user: PortalUser) -> dict[str, Any]:
 
 @router.get("/clients")
 def clients_page(request: Request, done: QueryText = None) -> Response:
-    user = _signed_in(request, "/admin/clients")
+    user = signed_in(request, "/admin/clients")
     if isinstance(user, Response):
         return user
     platform = get_platform(request)
@@ -295,7 +281,7 @@ def create_client(
     public: FormText = "",
     establishment: FormText = "",
 ) -> Response:
-    user = _signed_in(request, "/admin/clients")
+    user = signed_in(request, "/admin/clients")
     if isinstance(user, Response):
         return user
     if (refused := _csrf_refused(request, user, csrf_token)) is not None:
@@ -346,7 +332,7 @@ def create_client(
 
 @router.post("/clients/{client_id}/revoke")
 def revoke_client(request: Request, client_id: str, csrf_token: FormText = "") -> Response:
-    user = _signed_in(request, "/admin/clients")
+    user = signed_in(request, "/admin/clients")
     if isinstance(user, Response):
         return user
     if (refused := _csrf_refused(request, user, csrf_token)) is not None:
@@ -390,7 +376,7 @@ def _establishments_context(session: Session, user: PortalUser) -> dict[str, Any
 
 @router.get("/establishments")
 def establishments_page(request: Request, done: QueryText = None) -> Response:
-    user = _signed_in(request, "/admin/establishments")
+    user = signed_in(request, "/admin/establishments")
     if isinstance(user, Response):
         return user
     platform = get_platform(request)
@@ -411,7 +397,7 @@ def create_establishment(
     oid: FormText = "",
     city: FormText = "",
 ) -> Response:
-    user = _signed_in(request, "/admin/establishments")
+    user = signed_in(request, "/admin/establishments")
     if isinstance(user, Response):
         return user
     if (refused := _csrf_refused(request, user, csrf_token)) is not None:

@@ -34,6 +34,7 @@ from partage.web.pages import (
     render,
     render_fragment,
     request_locale,
+    row_id,
 )
 from partage.web.session import PortalUser, current_user, sign_in_redirect
 
@@ -109,13 +110,6 @@ def _reader(request: Request) -> PortalUser | Response:
         with transaction(get_platform(request).sessions) as session:
             require(session, user.principal, Action.directory_read, entity_type="Directory")
     return user
-
-
-def _row_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise NotFound() from None
 
 
 # --- search ------------------------------------------------------------------------------
@@ -244,13 +238,13 @@ def practitioner_page(request: Request, practitioner_id: str) -> Response:
     user = _reader(request)
     if isinstance(user, Response):
         return user
-    row_id = _row_id(practitioner_id)
+    practitioner_uuid = row_id(practitioner_id)
     locale = request_locale(request)
     with transaction(get_platform(request).read_sessions) as session:
-        practitioner = service.get_practitioner(session, practitioner_id=row_id)
+        practitioner = service.get_practitioner(session, practitioner_id=practitioner_uuid)
         if practitioner is None:
             raise NotFound()
-        roles = service.roles_of_practitioner(session, practitioner_id=row_id)
+        roles = service.roles_of_practitioner(session, practitioner_id=practitioner_uuid)
         structures = _structures_of(session, roles)
         activities = [views.activity(r, structures, locale) for r in roles]
         context = {
@@ -269,9 +263,9 @@ def organization_page(request: Request, organization_id: str, page: PageToken = 
     user = _reader(request)
     if isinstance(user, Response):
         return user
-    row_id = _row_id(organization_id)
+    organization_uuid = row_id(organization_id)
     with transaction(get_platform(request).read_sessions) as session:
-        organization = service.get_organization(session, organization_id=row_id)
+        organization = service.get_organization(session, organization_id=organization_uuid)
         if organization is None:
             raise NotFound()
         related = [organization.parent_id, organization.site_id]
@@ -281,7 +275,7 @@ def organization_page(request: Request, organization_id: str, page: PageToken = 
                 session,
                 service.PRACTITIONER_ROLES,
                 criteria=[
-                    Criterion("organization", (str(row_id),)),
+                    Criterion("organization", (str(organization_uuid),)),
                     Criterion("active", ("true",)),
                 ],
                 count=STAFF_PER_PAGE,
@@ -293,12 +287,12 @@ def organization_page(request: Request, organization_id: str, page: PageToken = 
         sites_of_staff = service.organizations_by_id(
             session, ids=[r.organization_id for r in staff.items if r.organization_id]
         )
-        base = f"/annuaire/structures/{row_id}"
+        base = f"/annuaire/structures/{organization_uuid}"
         context = {
             "organization": views.organization_detail(organization, known),
             "sites": [
                 views.organization_summary(s)
-                for s in service.sites_of_organization(session, organization_id=row_id)
+                for s in service.sites_of_organization(session, organization_id=organization_uuid)
             ],
             "staff": views.staff(staff.items, people, sites_of_staff, organization),
             "next_url": f"{base}?{urlencode({'page': encode_after(staff.next_after)})}"

@@ -22,7 +22,7 @@ from fastapi import Form, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from partage.access.decision import Action, Decision, NotFound, decide, require
+from partage.access.decision import Action, Decision, decide, require
 from partage.audit.actions import Actor, record
 from partage.db import transaction
 from partage.identity.service import IdentityError
@@ -38,7 +38,7 @@ from partage.web.pages import (
     request_locale,
     see_other,
 )
-from partage.web.session import PortalUser, current_user, sign_in_redirect
+from partage.web.session import PortalUser, signed_in
 
 FormText = Annotated[str, Form(max_length=4096)]
 FormList = Annotated[list[str] | None, Form()]
@@ -68,20 +68,6 @@ Shown = Iterable[tuple[uuid.UUID, uuid.UUID]]  # (person id, identity id) of wha
 
 
 # --- access, audit, rendering -----------------------------------------------------------------
-
-
-def signed_in(request: Request, return_to: str) -> PortalUser | Response:
-    user = current_user(request)
-    if user is None:
-        return sign_in_redirect(request, return_to)
-    return user
-
-
-def row_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise NotFound() from None
 
 
 def may_read(

@@ -13,13 +13,14 @@ from partage.web.deps import get_platform
 from partage.web.i18n import N_, gettext
 from partage.web.identity_dashboard_views import dashboard
 from partage.web.pages import request_locale
+from partage.web.session import signed_in
 
 router = APIRouter()
 
 
 @router.get("")
 def dashboard_page(request: Request) -> Response:
-    user = console.signed_in(request, views.CONSOLE)
+    user = signed_in(request, views.CONSOLE)
     if isinstance(user, Response):
         return user
     locale = request_locale(request)

@@ -23,8 +23,8 @@ from partage.web.i18n import N_, gettext
 from partage.web.identity_console import FormList, FormText, QueryText
 from partage.web.identity_history_views import identity_history
 from partage.web.identity_review_views import reviews_of_identity
-from partage.web.pages import current_path, request_locale
-from partage.web.session import PortalUser
+from partage.web.pages import current_path, request_locale, row_id
+from partage.web.session import PortalUser, signed_in
 
 router = APIRouter()
 
@@ -92,10 +92,10 @@ def _show_identity(
 
 @router.get("/identites/{identity_id}")
 def identity_page(request: Request, identity_id: str, fait: QueryText = None) -> Response:
-    user = console.signed_in(request, current_path(request))
+    user = signed_in(request, current_path(request))
     if isinstance(user, Response):
         return user
-    return _show_identity(request, user, console.row_id(identity_id), notice=console.notice(fait))
+    return _show_identity(request, user, row_id(identity_id), notice=console.notice(fait))
 
 
 @router.post("/identites/{identity_id}/statut")
@@ -107,7 +107,7 @@ def change_status(
     reason: FormText = "",
     csrf_token: FormText = "",
 ) -> Response:
-    row_id = console.row_id(identity_id)
+    identity_uuid = row_id(identity_id)
     chosen = next((s for s in IdentityStatus if s.value == status), None)
     checked = [name for name in (attributes or []) if name in ATTRIBUTES]
 
@@ -118,7 +118,7 @@ def change_status(
         assert chosen is not None  # checked
         operations.do_change_status(
             session,
-            identity_id=row_id,
+            identity_id=identity_uuid,
             status=chosen,
             attributes=frozenset(checked),
             actor=actor,
@@ -129,8 +129,8 @@ def change_status(
     return console.action(
         request,
         entity_type="local_identity",
-        entity_id=row_id,
-        page_url=views.identity_href(row_id),
+        entity_id=identity_uuid,
+        page_url=views.identity_href(identity_uuid),
         csrf_token=csrf_token,
         form={"name": "status", "status": status, "attributes": checked, "reason": reason},
         act=act,
@@ -148,12 +148,12 @@ def attach_ins(
     reason: FormText = "",
     csrf_token: FormText = "",
 ) -> Response:
-    row_id = console.row_id(identity_id)
+    identity_uuid = row_id(identity_id)
 
     def act(session: Session, actor: Actor) -> str:
         operations.do_attach_ins(
             session,
-            identity_id=row_id,
+            identity_id=identity_uuid,
             ins=ins,
             verified=verified == "on",
             actor=actor,
@@ -164,8 +164,8 @@ def attach_ins(
     return console.action(
         request,
         entity_type="local_identity",
-        entity_id=row_id,
-        page_url=views.identity_href(row_id),
+        entity_id=identity_uuid,
+        page_url=views.identity_href(identity_uuid),
         csrf_token=csrf_token,
         form={"name": "ins", "ins": ins, "verified": verified == "on", "reason": reason},
         act=act,

@@ -21,8 +21,8 @@ from partage.web.deps import get_platform
 from partage.web.i18n import N_, gettext
 from partage.web.identity_console import FormText, QueryText
 from partage.web.identity_history_views import person_view
-from partage.web.pages import current_path, request_locale
-from partage.web.session import PortalUser
+from partage.web.pages import current_path, request_locale, row_id
+from partage.web.session import PortalUser, signed_in
 
 router = APIRouter()
 
@@ -69,10 +69,10 @@ def _show_person(
 
 @router.get("/personnes/{person_id}")
 def person_page(request: Request, person_id: str, fait: QueryText = None) -> Response:
-    user = console.signed_in(request, current_path(request))
+    user = signed_in(request, current_path(request))
     if isinstance(user, Response):
         return user
-    return _show_person(request, user, console.row_id(person_id), notice=console.notice(fait))
+    return _show_person(request, user, row_id(person_id), notice=console.notice(fait))
 
 
 @router.post("/personnes/{person_id}/defusionner")
@@ -83,7 +83,7 @@ def unmerge(
     reason: FormText = "",
     csrf_token: FormText = "",
 ) -> Response:
-    row_id = console.row_id(person_id)
+    person_uuid = row_id(person_id)
     try:
         identity_id: uuid.UUID | None = uuid.UUID(identity)
     except ValueError:
@@ -91,7 +91,7 @@ def unmerge(
 
     def check(session: Session) -> str | None:
         found = session.get(LocalIdentity, identity_id) if identity_id else None
-        return None if found is not None and found.person_id == row_id else MSG_NOT_HERE
+        return None if found is not None and found.person_id == person_uuid else MSG_NOT_HERE
 
     def act(session: Session, actor: Actor) -> str:
         assert identity_id is not None  # checked
@@ -101,8 +101,8 @@ def unmerge(
     return console.action(
         request,
         entity_type="person",
-        entity_id=row_id,
-        page_url=views.person_href(row_id),
+        entity_id=person_uuid,
+        page_url=views.person_href(person_uuid),
         csrf_token=csrf_token,
         form={"name": "unmerge", "identity": identity, "reason": reason},
         act=act,
@@ -119,7 +119,7 @@ def merge(
     reason: FormText = "",
     csrf_token: FormText = "",
 ) -> Response:
-    row_id = console.row_id(person_id)
+    person_uuid = row_id(person_id)
     try:
         other_id: uuid.UUID | None = uuid.UUID(other.strip())
     except ValueError:
@@ -131,15 +131,15 @@ def merge(
     def act(session: Session, actor: Actor) -> str:
         assert other_id is not None  # checked
         operations.do_merge_persons(
-            session, kept_id=row_id, absorbed_id=other_id, actor=actor, reason=reason
+            session, kept_id=person_uuid, absorbed_id=other_id, actor=actor, reason=reason
         )
         return "fusionne"
 
     return console.action(
         request,
         entity_type="person",
-        entity_id=row_id,
-        page_url=views.person_href(row_id),
+        entity_id=person_uuid,
+        page_url=views.person_href(person_uuid),
         csrf_token=csrf_token,
         form={"name": "merge", "other": other, "reason": reason},
         act=act,

@@ -21,8 +21,8 @@ from partage.web import identity_views as views
 from partage.web.deps import get_platform
 from partage.web.i18n import N_, gettext
 from partage.web.identity_console import FormText, QueryText
-from partage.web.pages import current_path, error_page, request_locale
-from partage.web.session import PortalUser
+from partage.web.pages import current_path, error_page, request_locale, row_id
+from partage.web.session import PortalUser, signed_in
 
 router = APIRouter()
 
@@ -34,7 +34,7 @@ PageToken = Annotated[str | None, Query(max_length=200)]
 
 @router.get("/doublons")
 def queue_page(request: Request, ordre: QueryText = None, apres: PageToken = None) -> Response:
-    user = console.signed_in(request, current_path(request))
+    user = signed_in(request, current_path(request))
     if isinstance(user, Response):
         return user
     locale = request_locale(request)
@@ -125,10 +125,10 @@ def _show_review(
 
 @router.get("/doublons/{review_id}")
 def review_page(request: Request, review_id: str, fait: QueryText = None) -> Response:
-    user = console.signed_in(request, current_path(request))
+    user = signed_in(request, current_path(request))
     if isinstance(user, Response):
         return user
-    return _show_review(request, user, console.row_id(review_id), notice=console.notice(fait))
+    return _show_review(request, user, row_id(review_id), notice=console.notice(fait))
 
 
 @router.post("/doublons/{review_id}/rattacher")
@@ -138,17 +138,17 @@ def link_review(
     reason: FormText = "",
     csrf_token: FormText = "",
 ) -> Response:
-    row_id = console.row_id(review_id)
+    review_uuid = row_id(review_id)
 
     def act(session: Session, actor: Actor) -> str:
-        operations.do_link_review(session, review_id=row_id, actor=actor, reason=reason)
+        operations.do_link_review(session, review_id=review_uuid, actor=actor, reason=reason)
         return "rattache"
 
     return console.action(
         request,
         entity_type="review",
-        entity_id=row_id,
-        page_url=views.review_href(row_id),
+        entity_id=review_uuid,
+        page_url=views.review_href(review_uuid),
         csrf_token=csrf_token,
         form={"name": "link", "reason": reason},
         act=act,
@@ -163,10 +163,10 @@ def not_a_duplicate(
     reason: FormText = "",
     csrf_token: FormText = "",
 ) -> Response:
-    row_id = console.row_id(review_id)
+    review_uuid = row_id(review_id)
 
     def act(session: Session, actor: Actor) -> str:
-        review = session.get(Review, row_id)
+        review = session.get(Review, review_uuid)
         if review is None or review.status != ReviewStatus.open:
             raise IdentityError("no such open review")
         operations.do_mark_not_duplicate(
@@ -181,8 +181,8 @@ def not_a_duplicate(
     return console.action(
         request,
         entity_type="review",
-        entity_id=row_id,
-        page_url=views.review_href(row_id),
+        entity_id=review_uuid,
+        page_url=views.review_href(review_uuid),
         csrf_token=csrf_token,
         form={"name": "not_duplicate", "reason": reason},
         act=act,

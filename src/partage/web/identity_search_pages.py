@@ -13,6 +13,7 @@ from partage.web.i18n import N_, gettext
 from partage.web.identity_console import QueryText
 from partage.web.identity_views import IdentityView
 from partage.web.pages import current_path, request_locale
+from partage.web.session import signed_in
 
 router = APIRouter()
 
@@ -26,7 +27,7 @@ def search_page(
     ipp: QueryText = None,
     ins: QueryText = None,
 ) -> Response:
-    user = console.signed_in(request, current_path(request))
+    user = signed_in(request, current_path(request))
     if isinstance(user, Response):
         return user
     locale = request_locale(request)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from partage.access.decision import NotFound
 from partage.config import Settings
 from partage.web.deps import get_platform
 from partage.web.i18n import LANG_COOKIE, LANGUAGE_NAMES, LOCALES, N_, choose_locale, environment
@@ -89,6 +91,14 @@ def is_local_path(target: str | None) -> bool:
 
 def safe_next(target: str | None, default: str = "/") -> str:
     return target if target is not None and is_local_path(target) else default
+
+
+def row_id(value: str) -> uuid.UUID:
+    """The id in a page's path; a malformed one answers as an unknown row does."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound() from None
 
 
 def current_path(request: Request) -> str:

@@ -35,9 +35,10 @@ from partage.web.pages import (
     render,
     render_fragment,
     request_locale,
+    row_id,
     see_other,
 )
-from partage.web.session import PortalUser, current_user, sign_in_redirect
+from partage.web.session import PortalUser, current_user, sign_in_redirect, signed_in
 
 router = APIRouter(prefix=views.RECORD, tags=["record"])
 
@@ -73,17 +74,7 @@ _EXTENSIONS = {
 
 
 def _reader(request: Request) -> PortalUser | Response:
-    user = current_user(request)
-    if user is None:
-        return sign_in_redirect(request, current_path(request))
-    return user
-
-
-def _row_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise NotFound() from None
+    return signed_in(request, current_path(request))
 
 
 # --- find a patient ------------------------------------------------------------------------
@@ -207,7 +198,7 @@ def record_page(
         page=page or "",
     )
     return _record_page(
-        request, user, _row_id(person_id), filters, notice=MSG_ADDED if ajoute else None
+        request, user, row_id(person_id), filters, notice=MSG_ADDED if ajoute else None
     )
 
 
@@ -223,7 +214,7 @@ def add_document(
 ) -> Response:
     """A document added by a professional of an establishment holding an identity of the
     patient: filed under that identity, at once in the record ("portal" channel)."""
-    record_id = _row_id(person_id)
+    record_id = row_id(person_id)
     user = current_user(request)
     if user is None:
         return sign_in_redirect(request, views.record_url(record_id))
@@ -286,7 +277,7 @@ def document_page(person_id: str, entry_id: str, request: Request) -> Response:
     platform = get_platform(request)
     with transaction(platform.sessions) as session:
         entry, access = document_views.document_for_reader(
-            session, user.principal, _row_id(person_id), _row_id(entry_id), action="document.read"
+            session, user.principal, row_id(person_id), row_id(entry_id), action="document.read"
         )
         row = views.document_rows(session, access.person_id, [entry], locale)[0]
         try:
@@ -340,8 +331,8 @@ def document_content(
         entry, _ = document_views.document_for_reader(
             session,
             user.principal,
-            _row_id(person_id),
-            _row_id(entry_id),
+            row_id(person_id),
+            row_id(entry_id),
             action="document.retrieve",
             detail={"download": download},
         )
@@ -367,8 +358,8 @@ def cda_attachment(person_id: str, entry_id: str, attachment_id: str, request: R
         entry, _ = document_views.document_for_reader(
             session,
             user.principal,
-            _row_id(person_id),
-            _row_id(entry_id),
+            row_id(person_id),
+            row_id(entry_id),
             action="document.retrieve",
             detail={"attachment": attachment_id[:64]},
         )

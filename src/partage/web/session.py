@@ -122,6 +122,14 @@ def authorize_url(settings: Settings, flow: portal.SignInFlow) -> str:
     return f"/oauth2/authorize?{query}"
 
 
+def signed_in(request: Request, return_to: str) -> PortalUser | Response:
+    """The signed-in person, or the redirection to signing in (back to `return_to`)."""
+    user = current_user(request)
+    if user is None:
+        return sign_in_redirect(request, return_to)
+    return user
+
+
 def sign_in_redirect(request: Request, return_to: str = "/") -> Response:
     """Drop the portal session and go through the provider's sign-in, then back here."""
     platform = get_platform(request)
