@@ -27,9 +27,11 @@ from partage.search import (
 )
 
 # Identifier and code systems (FR Core, ANS nomenclatures).
-IDNPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"  # national id of a professional: "8"+RPPS, "0"+ADELI
+IDNPS_OID = "1.2.250.1.71.4.2.1"  # national id of a professional: "8"+RPPS, "0"+ADELI
+IDNPS_SYSTEM = f"urn:oid:{IDNPS_OID}"
 RPPS_SYSTEM = "https://rpps.esante.gouv.fr"
-IDNST_SYSTEM = "urn:oid:1.2.250.1.71.4.2.2"  # national id of a structure: "1"+FINESS, "3"+SIRET
+IDNST_OID = "1.2.250.1.71.4.2.2"  # national id of a structure: "1"+FINESS, "3"+SIRET
+IDNST_SYSTEM = f"urn:oid:{IDNST_OID}"
 FINESS_SYSTEM = "https://finess.esante.gouv.fr"
 SIRET_SYSTEM = "https://sirene.fr"
 PROFESSION_SYSTEM = (

@@ -27,12 +27,13 @@ from zoneinfo import ZoneInfo
 from defusedxml import DefusedXmlException  # type: ignore[import-untyped]
 from defusedxml.ElementTree import fromstring as _defused_fromstring  # type: ignore[import-untyped]
 
+from partage.directory.service import IDNPS_OID
+
 HL7_NS = "urn:hl7-org:v3"
 _NS = "{" + HL7_NS + "}"
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 
 LOINC_OID = "2.16.840.1.113883.6.1"
-RPPS_ROOT = "1.2.250.1.71.4.2.1"  # national ids of health professionals ("8" + RPPS, ...)
 # INS assigning authorities (same values as partage.identity.ins, without its Sex import).
 INS_ROOTS = frozenset(
     {"1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.9", "1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.11"}
@@ -496,7 +497,7 @@ def _author(author: Element | None) -> CdaAuthor | None:
     if assigned is None:
         return None
     ids = [i for i in map(_ii, assigned.findall(_NS + "id")) if i is not None]
-    national = next((i.extension for i in ids if i.root == RPPS_ROOT and i.extension), None)
+    national = next((i.extension for i in ids if i.root == IDNPS_OID and i.extension), None)
     return CdaAuthor(
         id=ids[0] if ids else None,
         national_id=national,

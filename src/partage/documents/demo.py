@@ -34,6 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import func, select
 
 from partage.directory.models import Practitioner, PractitionerRole
+from partage.directory.service import IDNPS_OID, IDNST_OID
 from partage.documents.bulk import BulkDocument, BulkReport, deposit_many
 from partage.documents.cda import parse_cda
 from partage.documents.models import DocumentEntry, RelationKind, SubmissionSet
@@ -61,7 +62,6 @@ _NAMESPACE = uuid.UUID("6c0f3b7e-5a43-4c55-9a3e-86d0c0de0086")
 _SEED = 86
 # Documents are dated in the ten years before this day (fixed: a run again makes the same).
 _TODAY = date(2026, 11, 30)
-_RPPS_OID = "1.2.250.1.71.4.2.1"
 _PHYSICIAN = "10"
 # The demo's hospital doctors, authors of a share of their establishment's documents.
 _DEMO_DOCTORS = {"CHU-POITIERS": "810086000014", "GHNV": "810086000022"}
@@ -560,7 +560,7 @@ def _cda(item: _Planned, author: _Author, unique_id: str, rng: random.Random) ->
     gender = patient.sex if patient.sex in ("F", "M") else "UN"
     birth = f'<birthTime value="{patient.birth_date:%Y%m%d}"/>' if patient.birth_date else ""
     author_id = (
-        f'<id root="{_RPPS_OID}" extension="8{author.rpps}"/>'
+        f'<id root="{IDNPS_OID}" extension="8{author.rpps}"/>'
         if author.rpps
         else '<id nullFlavor="UNK"/>'
     )
@@ -592,7 +592,7 @@ def _cda(item: _Planned, author: _Author, unique_id: str, rng: random.Random) ->
     <representedOrganization><name>{organization}</name></representedOrganization>
   </assignedAuthor></author>
   <custodian><assignedCustodian><representedCustodianOrganization>
-    <id root="1.2.250.1.71.4.2.2" extension="{patient.domain_oid}"/><name>{organization}</name>
+    <id root="{IDNST_OID}" extension="{patient.domain_oid}"/><name>{organization}</name>
   </representedCustodianOrganization></assignedCustodian></custodian>
   <documentationOf><serviceEvent>
     <effectiveTime><low value="{when}"/><high value="{when}"/></effectiveTime>

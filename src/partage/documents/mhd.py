@@ -15,6 +15,7 @@ import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
+from partage.directory.service import IDNPS_OID, IDNST_OID
 from partage.documents.models import Confidentiality, RelationKind
 from partage.documents.submission import (
     CONFIDENTIALITY_SYSTEM,
@@ -33,10 +34,8 @@ from partage.identity.ins import INS_OIDS
 
 MHD_LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
 SOURCE_ID_URL = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-sourceId"
-RPPS_OID = "1.2.250.1.71.4.2.1"
-FINESS_OID = "1.2.250.1.71.4.2.2"
-_RPPS_SYSTEMS = {f"urn:oid:{RPPS_OID}", "https://rpps.esante.gouv.fr"}
-_FINESS_SYSTEMS = {f"urn:oid:{FINESS_OID}", "https://finess.esante.gouv.fr"}
+_RPPS_SYSTEMS = {f"urn:oid:{IDNPS_OID}", "https://rpps.esante.gouv.fr"}
+_FINESS_SYSTEMS = {f"urn:oid:{IDNST_OID}", "https://finess.esante.gouv.fr"}
 _MIME = re.compile(r"^[a-z0-9.+-]+/[a-z0-9.+-]+$", re.IGNORECASE)
 _RELATIONS = {"replaces": RelationKind.replaces, "appends": RelationKind.appends,
               "transforms": RelationKind.transforms}  # fmt: skip

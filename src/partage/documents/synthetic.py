@@ -9,7 +9,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from partage.documents.mhd import MHD_LIST_TYPES, RPPS_OID, SOURCE_ID_URL
+from partage.directory.service import IDNPS_OID
+from partage.documents.mhd import MHD_LIST_TYPES, SOURCE_ID_URL
 
 # Common document types of a territory's exchanges (LOINC), with their XDS class.
 DOCUMENT_TYPES: tuple[tuple[str, str, str, str], ...] = (
@@ -110,7 +111,7 @@ def provide_bundle(
         author = {"reference": author_reference}
     else:
         author = {
-            "identifier": {"system": f"urn:oid:{RPPS_OID}", "value": author_rpps or ""},
+            "identifier": {"system": f"urn:oid:{IDNPS_OID}", "value": author_rpps or ""},
             "type": "Practitioner",
         }
     attachment: dict[str, Any] = {

@@ -496,10 +496,25 @@ def _check_header(header: MessageHeader, segments: tuple[Segment, ...]) -> None:
             field=9,
             component=1,
         )
+    check_version_and_processing(header, "HL7 v2.5 (IHE PAM)")
+    # HL7 v2.5 keeps EVN-1 for backward compatibility only: MSH-9.2 wins when both are sent.
+    if not _EVENT.fullmatch(header.event):
+        raise AdtError(
+            ErrorCode.unsupported_event,
+            "MSH-9.2 is not an ADT event code",
+            segment="MSH",
+            field=9,
+            component=2,
+        )
+    check_control_and_batch(header, segments)
+
+
+def check_version_and_processing(header: MessageHeader, accepted: str) -> None:
+    """MSH-12 and MSH-11, as every message type read here checks them (AR)."""
     if header.version not in SUPPORTED_VERSIONS:
         raise AdtError(
             ErrorCode.unsupported_version,
-            "only HL7 v2.5 (IHE PAM) is accepted here",
+            f"only {accepted} is accepted here",
             segment="MSH",
             field=12,
         )
@@ -510,15 +525,10 @@ def _check_header(header: MessageHeader, segments: tuple[Segment, ...]) -> None:
             segment="MSH",
             field=11,
         )
-    # HL7 v2.5 keeps EVN-1 for backward compatibility only: MSH-9.2 wins when both are sent.
-    if not _EVENT.fullmatch(header.event):
-        raise AdtError(
-            ErrorCode.unsupported_event,
-            "MSH-9.2 is not an ADT event code",
-            segment="MSH",
-            field=9,
-            component=2,
-        )
+
+
+def check_control_and_batch(header: MessageHeader, segments: tuple[Segment, ...]) -> None:
+    """MSH-10 present, one message per frame (AR)."""
     if not header.control_id:
         raise AdtError(
             ErrorCode.required_field_missing,

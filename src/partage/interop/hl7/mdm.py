@@ -41,6 +41,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from partage.directory.service import IDNPS_OID
 from partage.documents.cda import parse_hl7_time
 from partage.documents.models import RelationKind
 from partage.documents.submission import (
@@ -57,7 +58,6 @@ from partage.documents.submission import (
 
 from ._wire import Encoding, Repetition, Segment, part, split_segments
 from .adt import (
-    SUPPORTED_VERSIONS,
     AckCode,
     AdtError,
     ErrorCode,
@@ -65,12 +65,13 @@ from .adt import (
     MessageHeader,
     PatientId,
     _header,
+    check_control_and_batch,
+    check_version_and_processing,
     decode,
     salvage_header,
 )
 
 HANDLED_EVENTS = frozenset({"T02", "T10"})
-RPPS_OID = "1.2.250.1.71.4.2.1"
 # Derives the submission set's uniqueId from the sender and the message control id: the
 # same message sent again gets the same uniqueId, so the registry refuses it as a duplicate.
 SUBMISSION_NAMESPACE = uuid.UUID("6b1f64a2-5c0e-4d55-9a56-0d3b8c2f7e41")
@@ -205,34 +206,8 @@ def _check_header(header: MessageHeader, segments: tuple[Segment, ...]) -> None:
             field=9,
             component=2,
         )
-    if header.version not in SUPPORTED_VERSIONS:
-        raise AdtError(
-            ErrorCode.unsupported_version,
-            "only HL7 v2.5 is accepted here",
-            segment="MSH",
-            field=12,
-        )
-    if header.processing_id not in ("P", "D", "T"):
-        raise AdtError(
-            ErrorCode.unsupported_processing_id,
-            "MSH-11 processing id must be P, D or T",
-            segment="MSH",
-            field=11,
-        )
-    if not header.control_id:
-        raise AdtError(
-            ErrorCode.required_field_missing,
-            "MSH-10 message control id missing",
-            segment="MSH",
-            field=10,
-        )
-    if any(s.name == "MSH" for s in segments[1:]):
-        raise AdtError(
-            ErrorCode.segment_sequence,
-            "more than one MSH: batches are not accepted over MLLP",
-            segment="MSH",
-            ack=AckCode.reject,
-        )
+    check_version_and_processing(header, "HL7 v2.5")
+    check_control_and_batch(header, segments)
 
 
 def _one(segments: tuple[Segment, ...], name: str) -> Segment:
@@ -390,7 +365,7 @@ def _national_id(value: str, authority_oid: str, id_type: str) -> str | None:
     when it is not a national id of a health professional."""
     if id_type == "ADELI" and re.fullmatch(r"[0-9]{9}", value):
         return "0" + value
-    if authority_oid != RPPS_OID and id_type != "RPPS":
+    if authority_oid != IDNPS_OID and id_type != "RPPS":
         return None
     if re.fullmatch(r"[0-9]{11}", value):
         return "8" + value
@@ -410,7 +385,7 @@ def _author(rep: Repetition, field: int, index: int) -> AuthorRef | None:
     national_id = _national_id(value, authority, id_type)
     if national_id is not None:
         return AuthorRef(practitioner_national_id=national_id, label=name)
-    if authority == RPPS_OID or id_type in ("RPPS", "ADELI"):
+    if authority == IDNPS_OID or id_type in ("RPPS", "ADELI"):
         raise AdtError(
             ErrorCode.data_type,
             f"TXA-{field} author id is not a valid RPPS or ADELI number",
