@@ -240,3 +240,47 @@ def make_client(platform: Platform) -> Callable[..., tuple[OAuthClient, str | No
         return created.client, created.client_secret
 
     return make
+
+
+def create_hospital(platform: Platform, code: str, oid: str) -> Establishment:
+    """A hospital of the test territory, with its patient identifier domain `oid`."""
+    with transaction(platform.sessions) as session:
+        from partage.security.service import get_territory
+
+        territory = get_territory(session, code="GHT-TEST")
+        assert territory is not None
+        return actions.create_establishment(
+            session,
+            actor=operator_principal(),
+            territory=territory,
+            name=f"Hôpital {code}",
+            code=code,
+            kind=EstablishmentKind.hospital,
+            oid=oid,
+        )
+
+
+def directory_practitioner(
+    platform: Platform,
+    national_id: str,
+    *,
+    family: str = "MARTIN",
+    given: str | None = "Claire",
+) -> uuid.UUID:
+    """A professional of the directory (as an RPPS import leaves one); their id."""
+    from partage.directory.models import Practitioner
+
+    with transaction(platform.sessions) as session:
+        practitioner = Practitioner(
+            national_id=national_id,
+            id_type=national_id[0],
+            local_id=national_id[1:],
+            family_name=family,
+            given_name=given,
+            family_name_folded=family.upper(),
+            given_name_folded=given.upper() if given else None,
+            content_hash="-",
+        )
+        session.add(practitioner)
+        session.flush()
+        return practitioner.id

@@ -16,8 +16,6 @@ from sqlalchemy import func, select
 
 from partage.audit.models import AuditEvent
 from partage.audit.service import verify_chain
-from partage.db import transaction
-from partage.directory.models import Practitioner
 from partage.documents import bulk
 from partage.documents.bulk import BulkDocument, BulkReport, deposit_many
 from partage.documents.models import DocumentContent, DocumentEntry, DocumentRelation, RelationKind
@@ -33,11 +31,9 @@ from partage.documents.submission import (
 from partage.documents.synthetic import pdf
 from partage.identity.service import MODEL_CACHE
 from partage.platform import Platform
-from partage.security import actions
-from partage.security.models import Establishment, EstablishmentKind
+from partage.security.models import Establishment
 from partage.security.principal import Principal, operator_principal
-from partage.security.service import get_territory
-from tests.conftest import build_platform, free_port
+from tests.conftest import build_platform, create_hospital, directory_practitioner, free_port
 from tests.documents import cda_samples
 from tests.identity.factories import receive, traits, unique_family
 
@@ -58,32 +54,9 @@ class World:
 def world(tmp_path: Path) -> Iterator[World]:
     platform, database = build_platform(tmp_path, free_port())
     MODEL_CACHE.invalidate()
-    with transaction(platform.sessions) as session:
-        territory = get_territory(session, code="GHT-TEST")
-        assert territory is not None
-        establishment = actions.create_establishment(
-            session,
-            actor=OPERATOR,
-            territory=territory,
-            name="Hôpital du bulk",
-            code="CH-BULK",
-            kind=EstablishmentKind.hospital,
-            oid="1.2.250.1.999.88.1",
-        )
-        rpps = "8" + str(uuid.uuid4().int)[:11]
-        practitioner = Practitioner(
-            national_id=rpps,
-            id_type="8",
-            local_id=rpps[1:],
-            family_name="MARTIN",
-            given_name="Claire",
-            family_name_folded="MARTIN",
-            given_name_folded="CLAIRE",
-            content_hash="-",
-        )
-        session.add(practitioner)
-        session.flush()
-        practitioner_id = practitioner.id
+    establishment = create_hospital(platform, "CH-BULK", "1.2.250.1.999.88.1")
+    rpps = "8" + str(uuid.uuid4().int)[:11]
+    practitioner_id = directory_practitioner(platform, rpps)
     patients = [
         receive(platform, establishment, f"IPP-{i}", traits(unique_family())).identity.id
         for i in range(3)

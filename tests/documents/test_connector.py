@@ -16,8 +16,6 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from partage.db import transaction
-from partage.directory.models import Practitioner
 from partage.documents.cda import parse_cda
 from partage.documents.connector import Connector, ConnectorError, Outcome
 from partage.documents.models import DocumentContent, DocumentEntry
@@ -26,12 +24,9 @@ from partage.identity.ins import INS_OIDS
 from partage.identity.service import MODEL_CACHE
 from partage.identity.traits import IdentityStatus
 from partage.platform import Platform
-from partage.security import actions
-from partage.security.models import Establishment, EstablishmentKind
-from partage.security.principal import operator_principal
-from partage.security.service import get_territory
+from partage.security.models import Establishment
 from tests.cli.test_cli import Cli, cli  # noqa: F401 - the command-line fixture
-from tests.conftest import build_platform, free_port
+from tests.conftest import build_platform, create_hospital, directory_practitioner, free_port
 from tests.documents import cda_samples
 from tests.identity.factories import receive, traits, unique_family
 
@@ -48,40 +43,13 @@ class World:
     person_id: uuid.UUID
 
 
-def _establishment(platform: Platform, code: str, oid: str) -> Establishment:
-    with transaction(platform.sessions) as session:
-        territory = get_territory(session, code="GHT-TEST")
-        assert territory is not None
-        return actions.create_establishment(
-            session,
-            actor=operator_principal(),
-            territory=territory,
-            name=f"Hôpital {code}",
-            code=code,
-            kind=EstablishmentKind.hospital,
-            oid=oid,
-        )
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     platform, database = build_platform(tmp_path_factory.mktemp("connector"), free_port())
     MODEL_CACHE.invalidate()
-    chu = _establishment(platform, "CHU-DROP", CHU_OID)
+    chu = create_hospital(platform, "CHU-DROP", CHU_OID)
     rpps = "8" + str(uuid.uuid4().int)[:11]
-    with transaction(platform.sessions) as session:
-        session.add(
-            Practitioner(
-                national_id=rpps,
-                id_type="8",
-                local_id=rpps[1:],
-                family_name="MARTIN",
-                given_name="Claire",
-                family_name_folded="MARTIN",
-                given_name_folded="CLAIRE",
-                content_hash="-",
-            )
-        )
+    directory_practitioner(platform, rpps)
     received = receive(platform, chu, "IPP-1", traits(unique_family()))
     MODEL_CACHE.invalidate()
     yield World(platform, chu, rpps, "IPP-1", received.identity.person_id)
@@ -402,7 +370,7 @@ def test_real_french_cda_documents_land_without_metadata(
     outcomes: list[Outcome] = []
     for n, (oid, paths) in enumerate(sorted(by_domain.items())):
         code = f"CHU-EXAMPLES-{n}"
-        hospital = _establishment(fresh_platform, code, oid)
+        hospital = create_hospital(fresh_platform, code, oid)
         MODEL_CACHE.invalidate()
         for ipp in sorted(patients[oid]):
             qualified = oid == first and ipp == "1234567890121"

@@ -21,7 +21,6 @@ from sqlalchemy import select
 
 from partage.config import Settings
 from partage.db import transaction
-from partage.directory.models import Practitioner
 from partage.documents.models import DocumentContent, DocumentEntry
 from partage.documents.synthetic import pdf, provide_bundle
 from partage.migrations.runner import upgrade
@@ -29,7 +28,7 @@ from partage.platform import Platform
 from partage.security import actions
 from partage.security.models import EstablishmentKind
 from partage.security.principal import operator_principal
-from tests.conftest import free_port, new_database
+from tests.conftest import directory_practitioner, free_port, new_database
 from tests.identity.factories import receive, traits, unique_family
 
 OID = "1.2.250.1.999.88.1"
@@ -82,12 +81,6 @@ def _setup(data_dir: Path, url: str, port: int) -> tuple[str, str]:
             kind=EstablishmentKind.hospital,
             oid=OID,
         )
-        session.add(
-            Practitioner(
-                national_id=RPPS, id_type="8", local_id=RPPS[1:], family_name="X",
-                family_name_folded="X", content_hash="-",
-            )
-        )  # fmt: skip
         created = actions.create_client(
             session,
             platform.keyring,
@@ -96,6 +89,7 @@ def _setup(data_dir: Path, url: str, port: int) -> tuple[str, str]:
             scopes="system/DocumentReference.crs system/Binary.r",
             establishment=establishment,
         )
+    directory_practitioner(platform, RPPS, family="X", given=None)
     for i in range(5):
         receive(platform, establishment, f"IPP-{i}", traits(unique_family()))
     platform.close()

@@ -10,8 +10,6 @@ from collections.abc import Callable
 from sqlalchemy import func, select
 
 from partage.audit.models import AuditEvent
-from partage.db import transaction
-from partage.directory.models import Practitioner
 from partage.documents.deposit import deposit
 from partage.documents.models import DocumentEntry
 from partage.documents.submission import (
@@ -26,6 +24,7 @@ from partage.documents.synthetic import pdf
 from partage.platform import Platform
 from partage.security.models import Establishment
 from partage.security.principal import Principal
+from tests.conftest import directory_practitioner
 from tests.identity.factories import receive, traits, unique_family
 
 
@@ -54,17 +53,7 @@ def test_a_refused_deposit_in_a_group_costs_the_others_nothing(
     establishment = make_establishment(oid=oid)
     receive(platform, establishment, "G-1", traits(unique_family()))
     rpps = "8" + str(uuid.uuid4().int)[:11]
-    with transaction(platform.sessions) as session:
-        session.add(
-            Practitioner(
-                national_id=rpps,
-                id_type="8",
-                local_id=rpps[1:],
-                family_name="G",
-                family_name_folded="G",
-                content_hash="-",
-            )
-        )
+    directory_practitioner(platform, rpps, family="G", given=None)
     principal = Principal(kind="client", label="DPI", client_id="x",
                           establishment_id=establishment.id)  # fmt: skip
     taken = f"2.25.{uuid.uuid4().int}"

@@ -27,20 +27,26 @@ from sqlalchemy import func, select
 from partage.app import create_app
 from partage.audit.models import AuditEvent
 from partage.db import transaction
-from partage.directory.models import Practitioner
 from partage.directory.vienne import check_digit
 from partage.documents.models import DocumentContent, DocumentEntry
 from partage.documents.synthetic import pdf, provide_bundle
 from partage.identity.service import MODEL_CACHE
 from partage.platform import Platform
 from partage.security import actions
-from partage.security.models import Establishment, EstablishmentKind, Profile
+from partage.security.models import Establishment, Profile
 from partage.security.oauth import issue_access_token
 from partage.security.principal import operator_principal
 from partage.security.scopes import Scopes
-from partage.security.service import get_territory
-from tests.conftest import TEST_PASSWORD, build_platform, free_port, serving
+from tests.conftest import (
+    TEST_PASSWORD,
+    build_platform,
+    create_hospital,
+    directory_practitioner,
+    free_port,
+    serving,
+)
 from tests.identity.factories import receive, traits, unique_family
+from tests.interop.tokens import system_token
 
 CHU_OID = "1.2.250.1.999.87.1"
 CLINIC_OID = "1.2.250.1.999.87.2"
@@ -102,63 +108,16 @@ def _blob_files(data_dir: Path) -> int:
     return sum(1 for p in (data_dir / "blobs").rglob("*") if p.is_file())
 
 
-def _establishment(platform: Platform, code: str, oid: str) -> Establishment:
-    with transaction(platform.sessions) as session:
-        territory = get_territory(session, code="GHT-TEST")
-        assert territory is not None
-        return actions.create_establishment(
-            session,
-            actor=operator_principal(),
-            territory=territory,
-            name=f"Hôpital {code}",
-            code=code,
-            kind=EstablishmentKind.hospital,
-            oid=oid,
-        )
-
-
-def _token(base: str, platform: Platform, establishment: Establishment) -> str:
-    with transaction(platform.sessions) as session:
-        created = actions.create_client(
-            session,
-            platform.keyring,
-            actor=operator_principal(),
-            name=f"DPI {establishment.code}",
-            scopes=SCOPES,
-            establishment=session.merge(establishment),
-        )
-    response = httpx.post(
-        f"{base}/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=(created.client.client_id, created.client_secret or ""),
-    )
-    response.raise_for_status()
-    return str(response.json()["access_token"])
-
-
 @pytest.fixture(scope="module")
 def hospital(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hospital]:
     port = free_port()
     platform, database = build_platform(tmp_path_factory.mktemp("documents"), port)
     MODEL_CACHE.invalidate()
-    chu = _establishment(platform, "CHU-DOC", CHU_OID)
-    clinic = _establishment(platform, "CLIN-DOC", CLINIC_OID)
+    chu = create_hospital(platform, "CHU-DOC", CHU_OID)
+    clinic = create_hospital(platform, "CLIN-DOC", CLINIC_OID)
     digits = str(uuid.uuid4().int)[:10]
     rpps = "8" + digits + check_digit(digits)
-    with transaction(platform.sessions) as session:
-        practitioner = Practitioner(
-            national_id=rpps,
-            id_type="8",
-            local_id=rpps[1:],
-            family_name="MARTIN",
-            given_name="Claire",
-            family_name_folded="MARTIN",
-            given_name_folded="CLAIRE",
-            content_hash="-",
-        )
-        session.add(practitioner)
-        session.flush()
-        practitioner_id = str(practitioner.id)
+    practitioner_id = str(directory_practitioner(platform, rpps))
     received = receive(platform, chu, "IPP-1", traits(unique_family()))
     receive(platform, chu, "IPP-2", traits(unique_family()))
     MODEL_CACHE.invalidate()
@@ -169,8 +128,8 @@ def hospital(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hospital]:
             platform=platform,
             chu=chu,
             clinic=clinic,
-            chu_token=_token(base, platform, chu),
-            clinic_token=_token(base, platform, clinic),
+            chu_token=system_token(base, platform, SCOPES, name="DPI", establishment=chu),
+            clinic_token=system_token(base, platform, SCOPES, name="DPI", establishment=clinic),
             rpps=rpps,
             practitioner_id=practitioner_id,
             patient_ipp="IPP-1",

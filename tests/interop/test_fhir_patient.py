@@ -30,12 +30,11 @@ from partage.identity.service import MODEL_CACHE
 from partage.identity.traits import IdentityStatus, IdentityTraits, Sex
 from partage.platform import Platform
 from partage.security import actions
-from partage.security.models import Establishment, EstablishmentKind, Profile
+from partage.security.models import Establishment, Profile
 from partage.security.oauth import issue_access_token
 from partage.security.principal import operator_principal
 from partage.security.scopes import Scopes
-from partage.security.service import get_territory
-from tests.conftest import TEST_PASSWORD, build_platform, free_port, serving
+from tests.conftest import TEST_PASSWORD, build_platform, create_hospital, free_port, serving
 from tests.identity.factories import TEST_ACTOR, receive, traits, unique_family
 from tests.interop.tokens import system_token
 
@@ -95,21 +94,6 @@ class PatientServer:
             return row
 
 
-def _establishment(platform: Platform, code: str, oid: str) -> Establishment:
-    with transaction(platform.sessions) as session:
-        territory = get_territory(session, code="GHT-TEST")
-        assert territory is not None
-        return actions.create_establishment(
-            session,
-            actor=operator_principal(),
-            territory=territory,
-            name=f"Hôpital {code}",
-            code=code,
-            kind=EstablishmentKind.hospital,
-            oid=oid,
-        )
-
-
 def _account_token(platform: Platform, profile: Profile, establishment: Establishment) -> str:
     """A person's access token (the sign-in flow itself is tested elsewhere)."""
     with transaction(platform.sessions) as session:
@@ -167,8 +151,8 @@ def patients(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PatientServer
     platform, database = build_platform(tmp_path_factory.mktemp("fhir-patient"), port)
     # The matching model and the population size are cached per process: read them here.
     MODEL_CACHE.invalidate()
-    chu = _establishment(platform, "CHU-TEST", CHU_OID)
-    chnv = _establishment(platform, "CHNV-TEST", CHNV_OID)
+    chu = create_hospital(platform, "CHU-TEST", CHU_OID)
+    chnv = create_hospital(platform, "CHNV-TEST", CHNV_OID)
     family, used, crowd, merged = (unique_family() for _ in range(4))
     base_name = unique_family()
     accented = base_name[:3] + "É" + base_name[4:]

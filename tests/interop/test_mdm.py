@@ -25,8 +25,6 @@ from sqlalchemy import func, select
 from partage.access.decision import decide_deposit
 from partage.app import create_app
 from partage.audit.models import AuditEvent
-from partage.db import transaction
-from partage.directory.models import Practitioner
 from partage.documents import service
 from partage.documents.mdm_feed import DUPLICATE_NOTE, MdmFeed
 from partage.documents.models import DocumentContent, DocumentEntry, DocumentStatus, SubmissionSet
@@ -36,15 +34,20 @@ from partage.identity.service import MODEL_CACHE
 from partage.interop.hl7.adt import AdtError
 from partage.interop.hl7.mdm import parse_mdm, submission_unique_id
 from partage.platform import Platform
-from partage.security import actions
-from partage.security.models import Establishment, EstablishmentKind
-from partage.security.principal import Principal, operator_principal
-from partage.security.service import get_territory
-from tests.conftest import build_platform, free_port, serving
+from partage.security.models import Establishment
+from partage.security.principal import Principal
+from tests.conftest import (
+    build_platform,
+    create_hospital,
+    directory_practitioner,
+    free_port,
+    serving,
+)
 from tests.documents import cda_samples
 from tests.identity.factories import receive, traits, unique_family
 from tests.interop.test_hl7_adt import adt, cx
 from tests.interop.test_mllp import SB, TIMEOUT, Listener, connect, err, frame, msa, read_ack, send
+from tests.interop.tokens import system_token
 
 CHU_OID = "1.2.250.1.999.88.1"
 CLINIC_OID = "1.2.250.1.999.88.2"
@@ -94,62 +97,15 @@ class Site:
         return response.content
 
 
-def _establishment(platform: Platform, code: str, oid: str) -> Establishment:
-    with transaction(platform.sessions) as session:
-        territory = get_territory(session, code="GHT-TEST")
-        assert territory is not None
-        return actions.create_establishment(
-            session,
-            actor=operator_principal(),
-            territory=territory,
-            name=f"Hôpital {code}",
-            code=code,
-            kind=EstablishmentKind.hospital,
-            oid=oid,
-        )
-
-
-def _token(base: str, platform: Platform, establishment: Establishment) -> str:
-    with transaction(platform.sessions) as session:
-        created = actions.create_client(
-            session,
-            platform.keyring,
-            actor=operator_principal(),
-            name=f"DPI {establishment.code}",
-            scopes=SCOPES,
-            establishment=session.merge(establishment),
-        )
-    response = httpx.post(
-        f"{base}/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=(created.client.client_id, created.client_secret or ""),
-    )
-    response.raise_for_status()
-    return str(response.json()["access_token"])
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     port = free_port()
     platform, database = build_platform(tmp_path_factory.mktemp("mdm"), port)
     MODEL_CACHE.invalidate()
-    chu = _establishment(platform, "CHU-MDM", CHU_OID)
-    clinic = _establishment(platform, "CLIN-MDM", CLINIC_OID)
+    chu = create_hospital(platform, "CHU-MDM", CHU_OID)
+    clinic = create_hospital(platform, "CLIN-MDM", CLINIC_OID)
     rpps = str(uuid.uuid4().int)[:11]
-    with transaction(platform.sessions) as session:
-        practitioner = Practitioner(
-            national_id="8" + rpps,
-            id_type="8",
-            local_id=rpps,
-            family_name="MARTIN",
-            given_name="Claire",
-            family_name_folded="MARTIN",
-            given_name_folded="CLAIRE",
-            content_hash="-",
-        )
-        session.add(practitioner)
-        session.flush()
-        practitioner_id = practitioner.id
+    practitioner_id = directory_practitioner(platform, "8" + rpps)
     for ipp in ("IPP-1", "IPP-2", "IPP-3", "IPP-4"):
         receive(platform, chu, ipp, traits(unique_family()))
     receive(platform, clinic, "CL-1", traits(unique_family()))
@@ -163,7 +119,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 platform=platform,
                 chu=chu,
                 clinic=clinic,
-                token=_token(base, platform, chu),
+                token=system_token(base, platform, SCOPES, name="DPI", establishment=chu),
                 rpps=rpps,
                 practitioner_id=practitioner_id,
                 listener=listener,

@@ -7,11 +7,20 @@ import httpx
 from partage.db import transaction
 from partage.platform import Platform
 from partage.security import actions
+from partage.security.models import Establishment
 from partage.security.principal import operator_principal
 
 
-def system_token(base: str, platform: Platform, scopes: str, *, name: str = "EHR") -> str:
-    """Register a system with `scopes` and return the access token it gets from `base`."""
+def system_token(
+    base: str,
+    platform: Platform,
+    scopes: str,
+    *,
+    name: str = "EHR",
+    establishment: Establishment | None = None,
+) -> str:
+    """Register a system with `scopes` (an establishment's system when `establishment` is
+    given) and return the access token it gets from `base`."""
     with transaction(platform.sessions) as session:
         created = actions.create_client(
             session,
@@ -19,6 +28,7 @@ def system_token(base: str, platform: Platform, scopes: str, *, name: str = "EHR
             actor=operator_principal(),
             name=f"{name} {scopes}",
             scopes=scopes,
+            establishment=session.merge(establishment) if establishment else None,
         )
     response = httpx.post(
         f"{base}/oauth2/token",
