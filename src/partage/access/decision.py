@@ -54,6 +54,11 @@ class Decision:
     basis: Basis | None
     reason: str
 
+    @property
+    def basis_code(self) -> str | None:
+        """The basis as the audit trail records it."""
+        return self.basis.value if self.basis else None
+
 
 class NotFound(Exception):
     """Does not exist, or is not yours to see: callers cannot tell which."""

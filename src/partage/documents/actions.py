@@ -9,7 +9,7 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from partage.access.decision import Action, Decision, NotFound, decide_record, require
+from partage.access.decision import Action, Decision, NotFound, require
 from partage.db import utcnow
 from partage.documents import service
 from partage.documents.filing import audit_document
@@ -42,12 +42,10 @@ def entry_for_author(
     entry = service.get_entry(session, entry_id)
     if entry is None:
         raise NotFound()
-    caller = service.caller_of(session, principal)
-    person_id = service.person_of_identity(session, entry.local_identity_id)
-    subject = service.subject_of(session, person_id) if person_id else None
-    if subject is None:
+    access = service.entry_access(session, principal, entry)
+    if access is None:
         raise NotFound()
-    grant = decide_record(caller, subject)
+    _, grant = access
     if not grant.is_author_of(service.facts(entry)):
         raise NotFound()
     return entry, grant.decision

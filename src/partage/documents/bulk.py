@@ -444,7 +444,7 @@ def _write_batch(
                 entity_type="DocumentReference",
                 entity_id=str(entry_id),
                 person_id=str(identity.person_id),
-                basis=decision.basis.value if decision.basis else None,
+                basis=decision.basis_code,
                 detail={
                     "unique_id": document.unique_id,
                     "submission": set_uid,

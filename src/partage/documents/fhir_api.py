@@ -27,7 +27,6 @@ from partage.access.decision import (
     NotFound,
     RecordGrant,
     decide,
-    decide_record,
     require,
 )
 from partage.audit.actions import record
@@ -44,7 +43,7 @@ from partage.documents.submission import (
     SubmissionError,
 )
 from partage.identity.fhir_pix import persons_by_identifier, survivor_person
-from partage.interop.fhir.api import searchset
+from partage.interop.fhir.api import check_scopes, searchset
 from partage.interop.fhir.outcome import FHIR_JSON, FhirError, fhir_response
 from partage.interop.fhir.query import parse_search
 from partage.interop.fhir.resources import Audit, ResourceType
@@ -52,7 +51,7 @@ from partage.platform import Platform
 from partage.search import Criterion, InvalidSearch, run_search, split_token
 from partage.security.bearer import bearer_token
 from partage.security.deps import BearerPrincipal, authenticate
-from partage.security.models import Establishment, Profile
+from partage.security.models import Establishment
 from partage.security.principal import Principal
 from partage.web.deps import get_platform
 
@@ -72,25 +71,8 @@ DOCUMENT_REFERENCE = ResourceType(
 )
 
 
-def _context(principal: Principal) -> str:
-    if principal.kind == "client":
-        return "system"
-    return "patient" if principal.profile == Profile.patient else "user"
-
-
-def _check_scopes(principal: Principal, resource: str, permission: str) -> None:
-    if not principal.scopes.allows(_context(principal), resource, permission):
-        raise FhirError(
-            403, f"the token's scopes do not allow '{permission}' on {resource}", code="forbidden"
-        )
-
-
 def _base(platform: Platform) -> str:
     return f"{platform.settings.issuer}/fhir"
-
-
-def _basis(grant: RecordGrant) -> str | None:
-    return grant.decision.basis.value if grant.decision.basis else None
 
 
 # --- ITI-65: provide ------------------------------------------------------------------------
@@ -126,7 +108,7 @@ async def provide(request: Request) -> Response:
 
 def _provide(platform: Platform, authorization: str | None, raw: bytes) -> Response:
     principal = authenticate(platform, authorization)
-    _check_scopes(principal, "DocumentReference", "c")
+    check_scopes(principal, "DocumentReference", "c")
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
@@ -219,7 +201,7 @@ def _patient_person(session: Session, criteria: list[Criterion], base: str) -> u
 
 def _search(request: Request, principal: Principal, items: list[tuple[str, str]]) -> Response:
     platform = get_platform(request)
-    _check_scopes(principal, "DocumentReference", "s")
+    check_scopes(principal, "DocumentReference", "s")
     sort = DEFAULT_SORT
     kept: list[tuple[str, str]] = []
     for name, value in items:
@@ -242,12 +224,7 @@ def _search(request: Request, principal: Principal, items: list[tuple[str, str]]
     with transaction(platform.sessions) as session:
         require(session, principal, Action.document_read, entity_type="DocumentReference")
         person_id = _patient_person(session, query.criteria, base)
-        subject = service.subject_of(session, person_id) if person_id else None
-        grant = (
-            decide_record(service.caller_of(session, principal), subject)
-            if subject is not None
-            else None
-        )
+        subject, grant = service.record_access(session, principal, person_id) or (None, None)
         rows: list[DocumentEntry] = []
         next_after, total = None, None
         if subject is not None and grant is not None and grant.decision.allowed:
@@ -278,7 +255,7 @@ def _search(request: Request, principal: Principal, items: list[tuple[str, str]]
             outcome="success" if grant is not None and grant.decision.allowed else "denied",
             entity_type="DocumentReference",
             person_id=str(subject.person_id) if subject is not None else None,
-            basis=_basis(grant) if grant is not None else None,
+            basis=grant.decision.basis_code if grant is not None else None,
             detail={
                 "parameters": sorted({c.name for c in query.criteria}),
                 "documents": [str(r.id) for r in rows],
@@ -311,9 +288,8 @@ def _entry_for_reader(
         entry = service.get_entry(session, uuid.UUID(entry_id))
     except ValueError:
         entry = None
-    person_id = service.person_of_identity(session, entry.local_identity_id) if entry else None
-    subject = service.subject_of(session, person_id) if person_id else None
-    grant = decide_record(service.caller_of(session, principal), subject) if subject else None
+    access = service.entry_access(session, principal, entry) if entry else None
+    subject, grant = access or (None, None)
     if entry is None or subject is None or grant is None or not grant.admits(service.facts(entry)):
         # Committed although the request fails: a refused read is part of the trace.
         record(
@@ -335,7 +311,7 @@ def _entry_for_reader(
         entity_type="DocumentReference",
         entity_id=str(entry.id),
         person_id=str(subject.person_id),
-        basis=_basis(grant),
+        basis=grant.decision.basis_code,
     )
     return entry, grant, subject.person_id
 
@@ -343,7 +319,7 @@ def _entry_for_reader(
 @router.get("/DocumentReference/{entry_id}")
 def read_document(entry_id: str, request: Request, principal: BearerPrincipal) -> Response:
     platform = get_platform(request)
-    _check_scopes(principal, "DocumentReference", "r")
+    check_scopes(principal, "DocumentReference", "r")
     with transaction(platform.sessions) as session:
         entry, _, _ = _entry_for_reader(session, principal, entry_id, action="document.read")
         rendered = document_references(session, [entry], base=_base(platform))[0]
@@ -359,7 +335,7 @@ def read_document(entry_id: str, request: Request, principal: BearerPrincipal) -
 def retrieve(entry_id: str, request: Request, principal: BearerPrincipal) -> Response:
     """The document's bytes (or a FHIR Binary when asked for FHIR JSON); one byte range."""
     platform = get_platform(request)
-    _check_scopes(principal, "Binary", "r")
+    check_scopes(principal, "Binary", "r")
     range_header = request.headers.get("range")
     with transaction(platform.sessions) as session:
         entry, _, _ = _entry_for_reader(session, principal, entry_id, action="document.retrieve")
@@ -431,7 +407,7 @@ async def update_document(entry_id: str, request: Request, principal: BearerPrin
 
 
 def _update(platform: Platform, principal: Principal, entry_id: str, raw: bytes) -> Response:
-    _check_scopes(principal, "DocumentReference", "u")
+    check_scopes(principal, "DocumentReference", "u")
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):

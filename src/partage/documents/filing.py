@@ -711,6 +711,6 @@ def audit_document(
         entity_type="DocumentReference",
         entity_id=str(entry_id),
         person_id=str(person_id),
-        basis=decision.basis.value if decision.basis else None,
+        basis=decision.basis_code,
         detail=detail,
     )

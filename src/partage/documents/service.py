@@ -1,7 +1,8 @@
 """Reads of the document registry: whose record a document is in, who is asking, what the
 access decision's grant admits as a query condition, and the entries themselves.
 
-Nothing here decides access (`access.decision.decide_record` does) and nothing commits.
+Nothing here decides access: `record_access` asks `access.decision.decide_record` with what
+it needs; and nothing commits.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ from collections.abc import Sequence
 from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.orm import Session
 
-from partage.access.decision import Caller, DocumentFacts, RecordGrant, RecordSubject
+from partage.access.decision import (
+    Caller,
+    DocumentFacts,
+    RecordGrant,
+    RecordSubject,
+    decide_record,
+)
 from partage.documents.models import DocumentContent, DocumentEntry, DocumentStatus
 from partage.identity.fhir_pix import identity_survivor, survivor_person
 from partage.identity.models import LocalIdentity, Person
@@ -50,6 +57,24 @@ def subject_of(session: Session, person_id: uuid.UUID) -> RecordSubject | None:
         .distinct()
     )
     return RecordSubject(person_id=person.id, establishment_ids=frozenset(establishments))
+
+
+def record_access(
+    session: Session, principal: Principal, person_id: uuid.UUID | None
+) -> tuple[RecordSubject, RecordGrant] | None:
+    """A person's record as the decision sees it, and what it grants the caller on it; None
+    when there is no such person."""
+    subject = subject_of(session, person_id) if person_id is not None else None
+    if subject is None:
+        return None
+    return subject, decide_record(caller_of(session, principal), subject)
+
+
+def entry_access(
+    session: Session, principal: Principal, entry: DocumentEntry
+) -> tuple[RecordSubject, RecordGrant] | None:
+    """The record an entry is filed in (its identity's person now), as `record_access`."""
+    return record_access(session, principal, person_of_identity(session, entry.local_identity_id))
 
 
 def person_of_identity(session: Session, identity_id: uuid.UUID) -> uuid.UUID | None:

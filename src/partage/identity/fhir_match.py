@@ -296,7 +296,7 @@ def _match(session: Session, call: OperationCall) -> OperationResult:
         action="patient.match",
         entity_type="Patient",
         person_id=str(matches[0].person_id) if len(matches) == 1 else None,
-        basis=call.decision.basis.value if call.decision.basis else None,
+        basis=call.decision.basis_code,
         detail={
             "persons": [str(m.person_id) for m in matches],
             "grades": [m.grade for m in matches],

@@ -161,7 +161,7 @@ def _pix(session: Session, call: OperationCall) -> OperationResult:
         entity_type="Patient",
         entity_id=str(persons[0].id) if len(persons) == 1 else None,
         person_id=str(persons[0].id) if len(persons) == 1 else None,
-        basis=call.decision.basis.value if call.decision.basis else None,
+        basis=call.decision.basis_code,
         detail={
             "source_system": system,
             "target_systems": targets,

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from partage.access.decision import (
     NotFound,
-    decide_record,
 )
 from partage.audit.actions import record
 from partage.documents import service
@@ -33,7 +32,6 @@ from partage.web.record_views import (
     RecordAccess,
     as_utc,
     attachment_url,
-    basis_of,
     content_url,
     day_shown,
     document_url,
@@ -53,9 +51,8 @@ def document_for_reader(
     """The entry, in this person's record and admitted by the decision for the reader, its
     read audited; NotFound (audited) otherwise, whichever of these failed."""
     entry = service.get_entry(session, entry_id) if is_reader(principal) else None
-    owner = service.person_of_identity(session, entry.local_identity_id) if entry else None
-    subject = service.subject_of(session, owner) if owner else None
-    grant = decide_record(service.caller_of(session, principal), subject) if subject else None
+    access = service.entry_access(session, principal, entry) if entry else None
+    subject, grant = access or (None, None)
     requested = service.subject_of(session, person_id)
     if (
         entry is None
@@ -87,7 +84,7 @@ def document_for_reader(
         entity_type="DocumentReference",
         entity_id=str(entry.id),
         person_id=str(subject.person_id),
-        basis=basis_of(grant),
+        basis=grant.decision.basis_code,
         detail={"channel": "portal", **(detail or {})},
     )
     return entry, RecordAccess(subject, grant)

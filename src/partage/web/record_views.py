@@ -102,10 +102,6 @@ def attachment_url(person_id: uuid.UUID, entry_id: uuid.UUID, attachment_id: str
     return f"{document_url(person_id, entry_id)}/pieces/{attachment_id}"
 
 
-def basis_of(grant: RecordGrant) -> str | None:
-    return grant.decision.basis.value if grant.decision.basis else None
-
-
 def day_shown(moment: datetime | date | None, locale: str) -> str | None:
     if moment is None:
         return None
@@ -185,8 +181,8 @@ def open_record(
     A professional outside the patient's care establishments is allowed by the decision only
     what they wrote themselves: without such a document the record answers as unknown, so
     that nobody learns from these pages who is a patient where."""
-    subject = service.subject_of(session, person_id) if is_reader(principal) else None
-    grant = decide_record(service.caller_of(session, principal), subject) if subject else None
+    access = service.record_access(session, principal, person_id) if is_reader(principal) else None
+    subject, grant = access or (None, None)
     visible = grant is not None and grant.decision.allowed
     if visible and grant is not None and subject is not None and not grant.care_team:
         visible = bool(
@@ -386,7 +382,7 @@ def audit_search(
             entity_type="Patient",
             entity_id=str(access.person_id) if access else None,
             person_id=str(access.person_id) if access else None,
-            basis=basis_of(access.grant) if access else None,
+            basis=access.grant.decision.basis_code if access else None,
             detail=detail,
         )
 
@@ -600,6 +596,6 @@ def audit_listing(
         action="document.search",
         entity_type="DocumentReference",
         person_id=str(access.person_id),
-        basis=basis_of(access.grant),
+        basis=access.grant.decision.basis_code,
         detail={"channel": "portal", "documents": [str(r.id) for r in rows]},
     )

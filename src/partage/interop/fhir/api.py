@@ -166,8 +166,11 @@ def _context(principal: Principal) -> str:
 
 
 def _check_scopes(principal: Principal, resource: ResourceType, permission: str) -> None:
+    check_scopes(principal, resource.scope_resource or resource.name, permission)
+
+
+def check_scopes(principal: Principal, scope_name: str, permission: str) -> None:
     """The token's scopes must cover the request (403 otherwise: a client error to fix)."""
-    scope_name = resource.scope_resource or resource.name
     if not principal.scopes.allows(_context(principal), scope_name, permission):
         raise FhirError(
             403,
@@ -207,7 +210,7 @@ def _access(
 
 
 def _basis(decision: Decision | None) -> str | None:
-    return decision.basis.value if decision is not None and decision.basis else None
+    return decision.basis_code if decision is not None else None
 
 
 def _search(
