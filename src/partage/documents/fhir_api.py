@@ -10,6 +10,7 @@ that decided it.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import uuid
@@ -43,6 +44,7 @@ from partage.documents.submission import (
     SubmissionError,
 )
 from partage.identity.fhir_pix import persons_by_identifier, survivor_person
+from partage.identity.models import Person
 from partage.interop.fhir.api import check_scopes, searchset
 from partage.interop.fhir.outcome import FHIR_JSON, FhirError, fhir_response
 from partage.interop.fhir.query import parse_search
@@ -186,8 +188,6 @@ def _patient_person(session: Session, criteria: list[Criterion], base: str) -> u
             raise FhirError(
                 400, f"'{value}' is not a Patient reference", expression="patient"
             ) from None
-        from partage.identity.models import Person
-
         person = survivor_person(session, session.get(Person, person_id))
         return person.id if person is not None else None
     system, code = split_token(value)
@@ -361,8 +361,6 @@ def retrieve(entry_id: str, request: Request, principal: BearerPrincipal) -> Res
         ) from None
     accept = request.headers.get("accept", "")
     if FHIR_JSON in accept and entry.mime_type != FHIR_JSON:
-        import base64
-
         binary = {
             "resourceType": "Binary",
             "id": str(entry.id),

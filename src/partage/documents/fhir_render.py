@@ -7,6 +7,7 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from partage.documents import service
@@ -161,8 +162,6 @@ def document_references(
     session: Session, entries: Sequence[DocumentEntry], *, base: str
 ) -> list[dict[str, Any]]:
     """A page of entries, their persons, hashes and relations read once per page."""
-    from sqlalchemy import select
-
     persons = service.persons_of_identities(session, [e.local_identity_id for e in entries])
     contents = service.contents_by_sha256(session, sorted({e.sha256 for e in entries}))
     relations: dict[Any, list[DocumentRelation]] = {}

@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, true
+from sqlalchemy import ColumnElement, and_, or_, select, true
 
 from partage.directory.models import Practitioner
 from partage.documents.models import DocumentEntry, DocumentStatus
@@ -133,8 +133,6 @@ def _author(criterion: Criterion) -> ColumnElement[bool]:
 
 
 def _author_identifier(criterion: Criterion) -> ColumnElement[bool]:
-    from sqlalchemy import select
-
     national_ids = [split_token(v)[1] for v in criterion.values]
     practitioners = select(Practitioner.id).where(Practitioner.national_id.in_(national_ids))
     return DocumentEntry.author_practitioner_id.in_(practitioners.scalar_subquery())
