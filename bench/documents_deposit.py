@@ -287,7 +287,8 @@ def bench_api(
     if os.environ.get("PARTAGE_BENCH_PROFILE"):
         # py-spy on the server (and its workers) while the load runs: where the CPU goes.
         profiler = subprocess.Popen(
-            [os.environ["PARTAGE_BENCH_PROFILE"], "record", "--subprocesses", "--gil", "-f", "raw",
+            [os.environ["PARTAGE_BENCH_PROFILE"], "record", "--subprocesses", "-f", "raw",
+             *os.environ.get("PARTAGE_BENCH_PROFILE_FLAGS", "--gil").split(),
              "-o", os.environ.get("PARTAGE_BENCH_PROFILE_OUT", "deposit-profile.txt"),
              "-p", str(server.pid)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -7,15 +7,24 @@ waits; whichever waiting thread finds the committer idle applies everything that
 to `max_group`) in one transaction. Nothing is answered before the transaction holding it
 has committed, and one item's refusal costs the others nothing: the group is rolled back,
 the items before the refused one are applied again together, the refused one alone (its
-error is its answer), then the rest. No delay is added to gather a group: a group is what
-queued while the previous one was being written.
+error is its answer), then the rest. `apply_many` may also refuse some items of a group
+itself (an exception in place of their result): they wrote nothing, the others commit.
+
+No delay is added to gather a group (a group is what queued while the previous one was
+being written), unless the committer is given a `linger`: callers then announce themselves
+(`on_the_way`) when they start the work that ends in a submit, and a leader finding fewer
+items queued than callers on their way waits up to `linger` for them. Under load that makes
+fewer, larger transactions (each costs its statements and a round trip per statement, on
+PostgreSQL a commit); with one caller at a time there is nobody to wait for.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -45,8 +54,9 @@ class GroupCommitter(Generic[T, R]):
         sessions: sessionmaker[Session],
         apply: Callable[[Session, T], R],
         *,
-        apply_many: Callable[[Session, list[T]], list[R]] | None = None,
+        apply_many: Callable[[Session, list[T]], list[R | Exception]] | None = None,
         max_group: int = MAX_GROUP,
+        linger: float = 0.0,
     ) -> None:
         """`apply` writes one item; `apply_many`, when given, writes a whole group at once
         (fewer, larger statements) and is the first thing tried on a group."""
@@ -54,16 +64,42 @@ class GroupCommitter(Generic[T, R]):
         self._apply = apply
         self._apply_many = apply_many
         self._max_group = max_group
+        self._linger = linger
         self._queue: deque[_Pending[T]] = deque()
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._lingering = False
         self._busy = False
+        self._on_the_way = 0  # callers announced, not yet queued
+        self._announced = threading.local()
+
+    @contextmanager
+    def on_the_way(self) -> Iterator[None]:
+        """Around the work of a caller that will submit (see `linger`): it counts as on its
+        way until it submits, or leaves without submitting."""
+        with self._lock:
+            self._on_the_way += 1
+        self._announced.value = True
+        try:
+            yield
+        finally:
+            if getattr(self._announced, "value", False):
+                self._announced.value = False
+                with self._lock:
+                    self._on_the_way -= 1
 
     def submit(self, item: T) -> R:
         """Apply `item` and return what `apply` returned, once committed; or raise what
         applying it raised (nothing of it is then stored)."""
         pending: _Pending[T] = _Pending(item)
+        arrived = getattr(self._announced, "value", False)
+        self._announced.value = False
         with self._lock:
             self._queue.append(pending)
+            if arrived:
+                self._on_the_way -= 1
+            if self._lingering:
+                self._arrived.notify()
             if not self._busy:
                 self._busy = pending.lead = True
         # Each waiting thread sleeps on its own event: waking every waiting thread at each
@@ -90,6 +126,8 @@ class GroupCommitter(Generic[T, R]):
         """Write one group, answer its items, and hand the next group to a waiting thread
         (or leave the committer idle)."""
         with self._lock:
+            if self._linger:
+                self._await_stragglers()
             count = min(len(self._queue), self._max_group)
             group = [self._queue.popleft() for _ in range(count)]
         try:
@@ -109,6 +147,19 @@ class GroupCommitter(Generic[T, R]):
                 each.wake.set()
             if successor is not None:
                 successor.wake.set()
+
+    def _await_stragglers(self) -> None:
+        """With the lock held: wait (up to `linger`) while callers are on their way."""
+        deadline = time.monotonic() + self._linger
+        self._lingering = True
+        try:
+            while self._on_the_way and len(self._queue) < self._max_group:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._arrived.wait(left)
+        finally:
+            self._lingering = False
 
     def _apply_group(self, group: list[_Pending[T]]) -> None:
         while group:
@@ -152,7 +203,11 @@ class GroupCommitter(Generic[T, R]):
         except Exception:
             return False
         for pending, result in zip(group, results, strict=True):
-            pending.result, pending.done = result, True
+            if isinstance(result, Exception):
+                pending.error = result
+            else:
+                pending.result = result
+            pending.done = True
         return True
 
     def _apply_alone(self, pending: _Pending[T]) -> None:

@@ -1,6 +1,6 @@
 """Changes to a filed document by its depositor: status (entered-in-error, archived, current
 again) and visibility labels. Each runs in the caller's transaction and records its audit
-row there; none commits. Deposits themselves are `filing.py`'s.
+row there; none commits. Deposits themselves are `filing.py`'s (and `filing_writes.py`'s).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from partage.access.decision import Action, Decision, NotFound, require
 from partage.db import utcnow
 from partage.documents import service
-from partage.documents.filing import audit_document
+from partage.documents.filing_writes import audit_document
 from partage.documents.models import (
     DocumentEntry,
     DocumentStatus,

@@ -1,7 +1,7 @@
 """Bulk deposit: many documents filed without the HTTP API, for seeding (the demo territory,
 the benchmarks' seed territory) and for taking over the contents of an earlier repository.
 
-The rules are the deposit's (`deposit.py`, `filing.do_deposit`): CDA documents completed
+The rules are the deposit's (`deposit.py`, `filing.file_deposits`): CDA documents completed
 from their headers, every content checked (`check_content`), the identity active and the
 depositor allowed to file under it (`decide_deposit`), authors found in the directory,
 replacements in the same patient's record and of a current version, contents encrypted by

@@ -1,7 +1,7 @@
 """A deposit from end to end, whatever the channel: metadata completed from CDA headers,
 contents checked, hashed and encrypted (outside the database transaction: CPU work must not
-hold the write lock), staged in the repository, then the registry written in one
-transaction, and the staged contents kept or dropped by its outcome.
+hold the write lock), staged in the repository, then checked and filed in the registry in
+one transaction (`filing`), and the staged contents kept or dropped by its outcome.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from partage.db import transaction
 from partage.documents.cda import CdaDocument, InvalidCda, parse_cda
 from partage.documents.filing import (
-    DepositPlan,
+    DeferredCaller,
+    DepositRequest,
     check_content,
-    plan_deposit,
-    write_deposit,
-    write_deposits,
+    file_deposit,
+    file_deposits,
 )
 from partage.documents.repository import Repository
 from partage.documents.submission import (
@@ -128,71 +128,78 @@ def deposit(
     sessions: sessionmaker[Session],
     repository: Repository,
     *,
-    principal: Principal,
+    principal: Principal | DeferredCaller,
     submission: Submission,
-    read_sessions: sessionmaker[Session] | None = None,
+    grouped: bool = False,
 ) -> DepositResult:
     """File the submission: all of it, or nothing (and no content left behind).
 
-    With `read_sessions`, the checks run there, outside the write transaction, and the rows
-    are written in groups with the deposits of other threads (`group_commit`): what a busy
-    channel (the FHIR API) wants. Without, one transaction does both."""
+    `grouped`: filed with the deposits of other threads, one transaction for a group
+    (`group_commit`), the group's reads made once: what a busy channel (the FHIR API)
+    wants. Otherwise in a transaction of its own."""
+    if not grouped:
+        return _deposit(sessions, repository, principal=principal, submission=submission)
+    writer = _writer(sessions)
+    with writer.on_the_way():
+        return _deposit(
+            sessions, repository, principal=principal, submission=submission, writer=writer
+        )
+
+
+def _deposit(
+    sessions: sessionmaker[Session],
+    repository: Repository,
+    *,
+    principal: Principal | DeferredCaller,
+    submission: Submission,
+    writer: GroupCommitter[DepositRequest, DepositResult] | None = None,
+) -> DepositResult:
     submission = prepare_submission(submission)
     sha1s = [check_content(document) for document in submission.documents]
     prepared = [repository.prepare(document.content) for document in submission.documents]
-    if read_sessions is None:
-        staged = [repository.stage(content) for content in prepared]
-        try:
+    request = DepositRequest(submission, list(prepared), sha1s, principal)
+    # Staged (durably) before the transaction, not inside it: the fsyncs would hold
+    # SQLite's write lock. A content already stored is found by the insert, which keeps the
+    # first row: the copy staged here is then dropped.
+    staged = [repository.stage(content, already_stored=False) for content in prepared]
+    try:
+        if writer is None:
             with transaction(sessions) as session:
-                plan = plan_deposit(
-                    session, principal=principal, submission=submission, contents=list(prepared),
-                    sha1s=sha1s,
-                )  # fmt: skip
-                result = write_deposit(session, plan)
-        except BaseException:
-            for item in staged:
-                repository.abandoned(item)
-            raise
-    else:
-        with read_sessions() as session:
-            plan = plan_deposit(
-                session, principal=principal, submission=submission, contents=list(prepared),
-                sha1s=sha1s,
-            )  # fmt: skip
-        staged = [
-            repository.stage(content, already_stored=content.sha256 in plan.known_contents)
-            for content in prepared
-        ]
-        try:
-            result = _writer(sessions).submit(plan)
-        except IntegrityError:
-            for item in staged:
-                repository.abandoned(item)
-            # A deposit with the same identifiers committed between the checks and the write.
-            raise SubmissionError(
-                "the submission or one of its documents was already received",
-                code="duplicate",
-            ) from None
-        except BaseException:
-            for item in staged:
-                repository.abandoned(item)
-            raise
+                result = file_deposit(session, request)
+        else:
+            result = writer.submit(request)
+    except IntegrityError:
+        for item in staged:
+            repository.abandoned(item)
+        # A deposit with the same identifiers committed between the checks and the write.
+        raise SubmissionError(
+            "the submission or one of its documents was already received", code="duplicate"
+        ) from None
+    except BaseException:
+        for item in staged:
+            repository.abandoned(item)
+        raise
     for item in staged:
-        repository.committed(item, row_written=item.prepared.sha256 in plan.stored)
+        repository.committed(item, row_written=item.prepared.sha256 in result.stored_contents)
     return result
 
 
-_WRITERS: WeakKeyDictionary[sessionmaker[Session], GroupCommitter[DepositPlan, DepositResult]] = (
-    WeakKeyDictionary()
-)
+_WRITERS: WeakKeyDictionary[
+    sessionmaker[Session], GroupCommitter[DepositRequest, DepositResult]
+] = WeakKeyDictionary()
 _WRITERS_LOCK = threading.Lock()
+# How long a group's leader waits for deposits on their way (see `group_commit`): about what
+# a deposit's own work takes, so that under load groups gather what is in flight.
+LINGER_SECONDS = 0.003
 
 
-def _writer(sessions: sessionmaker[Session]) -> GroupCommitter[DepositPlan, DepositResult]:
+def _writer(sessions: sessionmaker[Session]) -> GroupCommitter[DepositRequest, DepositResult]:
     """One group committer per database (per sessionmaker) in this process."""
     with _WRITERS_LOCK:
         writer = _WRITERS.get(sessions)
         if writer is None:
-            writer = GroupCommitter(sessions, write_deposit, apply_many=write_deposits)
+            writer = GroupCommitter(
+                sessions, file_deposit, apply_many=file_deposits, linger=LINGER_SECONDS
+            )
             _WRITERS[sessions] = writer
         return writer

@@ -15,12 +15,13 @@ import json
 import re
 import uuid
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from partage.access.decision import (
@@ -37,6 +38,7 @@ from partage.documents.actions import do_change_status, do_set_visibility
 from partage.documents.deposit import deposit
 from partage.documents.fhir_render import ARCHIVED_TAG, document_references
 from partage.documents.fhir_search import DEFAULT_SORT, DOCUMENTS, PATIENT_PARAMETERS, SORTS
+from partage.documents.filing import DeferredCaller
 from partage.documents.mhd import parse_provide_bundle, security_labels, transaction_response
 from partage.documents.models import DocumentEntry, DocumentStatus
 from partage.documents.repository import ContentCorrupted
@@ -51,8 +53,14 @@ from partage.interop.fhir.query import parse_search
 from partage.interop.fhir.resources import Audit, ResourceType
 from partage.platform import Platform
 from partage.search import Criterion, InvalidSearch, run_search, split_token
-from partage.security.bearer import bearer_token
-from partage.security.deps import BearerPrincipal, authenticate
+from partage.security.bearer import TokenClaims, bearer_token
+from partage.security.deps import (
+    BearerPrincipal,
+    authenticate,
+    confirm_claims,
+    confirm_claims_on,
+    token_claims,
+)
 from partage.security.models import Establishment
 from partage.security.principal import Principal
 from partage.web.deps import get_platform
@@ -109,34 +117,54 @@ async def provide(request: Request) -> Response:
 
 
 def _provide(platform: Platform, authorization: str | None, raw: bytes) -> Response:
-    principal = authenticate(platform, authorization)
-    check_scopes(principal, "DocumentReference", "c")
+    # The signature here; whether the token still holds, with the deposit's other reads in
+    # the transaction that files it (once for all the deposits of a group).
+    claims = token_claims(platform, authorization)
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
+        confirm_claims(platform, claims)  # a revoked token hears 401, not what is wrong
         raise FhirError(400, "the body is not JSON", code="structure") from None
     base = _base(platform)
     try:
         submission, urls = parse_provide_bundle(body, base=base)
-        # Who may deposit at all is checked before any work on the content (a denial is
-        # recorded in a transaction of its own; an allowance needs none).
-        if not decide(principal, Action.document_deposit).allowed:
-            with transaction(platform.sessions) as session:
-                require(
-                    session, principal, Action.document_deposit, entity_type="DocumentReference"
-                )
         result = deposit(
             platform.sessions,
             platform.repository,
-            principal=principal,
+            principal=DeferredCaller(claims, partial(_depositor, claims)),
             submission=submission,
-            read_sessions=platform.read_sessions,
+            grouped=True,
         )
     except SubmissionError as error:
-        _refused(platform, principal, error)
+        _refused(platform, confirm_claims(platform, claims), error)
         status = 409 if error.code == "duplicate" else 422 if error.code == "not-found" else 400
         raise FhirError(status, error.message, code=error.code, expression=error.where) from None
+    except _MayNotDeposit as refused:
+        with transaction(platform.sessions) as session:
+            require(
+                session, refused.principal, Action.document_deposit, entity_type="DocumentReference"
+            )
+        raise  # not reached: `require` raised the denial it recorded
     return fhir_response(transaction_response(body, result, urls, base=base))
+
+
+class _MayNotDeposit(Exception):
+    """The caller may not deposit at all: its denial is recorded in a transaction of its own,
+    outside the group filing the others."""
+
+    def __init__(self, principal: Principal) -> None:
+        super().__init__("may not deposit")
+        self.principal = principal
+
+
+def _depositor(claims: TokenClaims, connection: Connection) -> Principal:
+    """The depositor, confirmed in the filing transaction: token still valid (401), scopes
+    (403), allowed to deposit at all (denial recorded)."""
+    principal = confirm_claims_on(connection, claims)
+    check_scopes(principal, "DocumentReference", "c")
+    if not decide(principal, Action.document_deposit).allowed:
+        raise _MayNotDeposit(principal)
+    return principal
 
 
 def _refused(platform: Platform, principal: Principal, error: SubmissionError) -> None:

@@ -1,45 +1,48 @@
-"""Filing a submission in the registry: the checks that read (`plan_deposit`: the patient's
-identity and the depositor's right, duplicates, authors, the version replaced, the contents
-already stored) and the writes (`write_deposits`: the rows of one or many deposits, one
-statement per table, and their audit rows). `deposit.py` runs them, the checks outside the
-write transaction; `do_deposit` runs both in one.
+"""Filing submissions in the registry: the checks that read (`plan_deposit`: the depositor,
+the patient's identity and the depositor's right to it, duplicates, authors, the version
+replaced) and then the writes (`filing_writes`), in one transaction.
+
+`file_deposits` files a group of submissions in one transaction (the group committer's
+groups, see `deposit.py`): the reads every submission needs (the depositor's token state,
+the identities, what is already stored) are made once for the group, not once per
+submission; a submission refused by the checks is answered with its error and the others
+are filed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, insert, literal, select, union_all, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Row, Table, bindparam, literal, select, union_all
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from partage.access.decision import Decision, decide_deposit
-from partage.audit.actions import record
-from partage.db import utcnow
+from partage.access.decision import decide_deposit
 from partage.directory.models import Organization, Practitioner
 from partage.documents import lookups, service
+from partage.documents.filing_writes import (
+    DepositPlan,
+    PreparedContent,
+    ResolvedAuthor,
+    not_current,
+    write_deposits,
+)
 from partage.documents.models import (
     DocumentContent,
     DocumentEntry,
-    DocumentRelation,
     DocumentStatus,
     Folder,
-    FolderMember,
     RelationKind,
     SubmissionSet,
 )
 from partage.documents.submission import (
-    INVISIBLE_PATIENT,
-    INVISIBLE_REPRESENTANTS_LEGAUX,
-    MASQUE_PS,
     MAX_DOCUMENT_BYTES,
     AuthorRef,
-    Coding,
-    DepositedDocument,
     DepositResult,
     NewDocument,
     PatientRef,
@@ -51,23 +54,6 @@ from partage.identity.models import LocalIdentity, Person
 from partage.security.principal import Principal
 
 
-class PreparedContent(Protocol):
-    """A content hashed and encrypted, ready to be indexed (see `repository.py`)."""
-
-    @property
-    def sha256(self) -> str: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def storage_key(self) -> str: ...
-    @property
-    def scheme(self) -> str: ...
-    @property
-    def kek_id(self) -> str: ...
-    @property
-    def wrapped_key(self) -> bytes: ...
-
-
 @dataclass(frozen=True)
 class FilingIdentity:
     """The local identity documents are filed under."""
@@ -77,24 +63,50 @@ class FilingIdentity:
     establishment_id: uuid.UUID
 
 
-# The hot reads and writes of a deposit, on the tables themselves (Core, through the
-# session's connection): the ORM's statement handling costs more than these statements.
+IdentityRow = Row[Any, Any, Any, Any, Any]  # local_id, id, person_id, establishment_id, active
+
+
+@dataclass(frozen=True)
+class DeferredCaller:
+    """A depositor confirmed in the filing transaction itself (a bearer token's current
+    state: one read per group for all the submissions of the same `key`). What `confirm`
+    raises is the submission's answer."""
+
+    key: Hashable
+    confirm: Callable[[Connection], Principal]
+
+
+@dataclass(frozen=True)
+class DepositRequest:
+    """A submission ready to file: completed, its contents checked, hashed and encrypted."""
+
+    submission: Submission
+    contents: list[PreparedContent]
+    sha1s: list[str]
+    principal: Principal | DeferredCaller
+
+
+# The hot reads of a deposit, on the tables themselves (Core, through the session's
+# connection): the ORM's statement handling costs more than these statements.
 _IDENTITIES = cast(Table, LocalIdentity.__table__)
 _SETS = cast(Table, SubmissionSet.__table__)
 _ENTRIES = cast(Table, DocumentEntry.__table__)
 _CONTENTS = cast(Table, DocumentContent.__table__)
-_IDENTITY_BY_LOCAL_ID = select(
+_IDENTITIES_BY_LOCAL_ID = select(
+    _IDENTITIES.c.local_id,
     _IDENTITIES.c.id,
     _IDENTITIES.c.person_id,
     _IDENTITIES.c.establishment_id,
     _IDENTITIES.c.active,
 ).where(
     _IDENTITIES.c.establishment_id == bindparam("establishment"),
-    _IDENTITIES.c.local_id == bindparam("local_id"),
+    _IDENTITIES.c.local_id.in_(bindparam("local_ids", expanding=True)),
 )
-# What of a submission is already stored: its id, its documents' ids, its contents.
+# What of some submissions is already stored: their ids, their documents' ids, contents.
 _ALREADY_STORED = union_all(
-    select(literal("set"), _SETS.c.unique_id).where(_SETS.c.unique_id == bindparam("set")),
+    select(literal("set"), _SETS.c.unique_id).where(
+        _SETS.c.unique_id.in_(bindparam("sets", expanding=True))
+    ),
     select(literal("document"), _ENTRIES.c.unique_id).where(
         _ENTRIES.c.unique_id.in_(bindparam("documents", expanding=True))
     ),
@@ -104,11 +116,113 @@ _ALREADY_STORED = union_all(
 )
 
 
-@dataclass(frozen=True)
-class ResolvedAuthor:
-    practitioner_id: uuid.UUID | None
-    organization_id: uuid.UUID | None
-    label: str | None
+@dataclass
+class Registered:
+    """What the registry already holds of a group of submissions, read once for the group:
+    the identities they name by local id, their submission, document and content ids. The
+    submissions planned in the group are added as they are (a second one with the same ids
+    in the same group is a duplicate, as it would be in the next group)."""
+
+    identities: dict[tuple[uuid.UUID, str], IdentityRow]
+    sets: set[str] = field(default_factory=set)
+    documents: set[str] = field(default_factory=set)
+    contents: set[str] = field(default_factory=set)
+
+    @classmethod
+    def read(cls, session: Session, requests: Sequence[DepositRequest]) -> Registered:
+        connection = session.connection()
+        by_domain: dict[uuid.UUID, set[str]] = defaultdict(set)
+        for request in requests:
+            patient = request.submission.patient
+            if patient.domain_oid and patient.local_id:
+                domain_id = lookups.domain_establishment(session, patient.domain_oid)
+                if domain_id is not None:
+                    by_domain[domain_id].add(patient.local_id)
+        registered = cls(identities={})
+        for domain_id, local_ids in by_domain.items():
+            for row in connection.execute(
+                _IDENTITIES_BY_LOCAL_ID,
+                {"establishment": domain_id, "local_ids": sorted(local_ids)},
+            ):
+                registered.identities[(domain_id, row.local_id)] = row
+        found: dict[str, set[str]] = {
+            "set": registered.sets,
+            "document": registered.documents,
+            "content": registered.contents,
+        }
+        for kind, value in connection.execute(
+            _ALREADY_STORED,
+            {
+                "sets": [r.submission.unique_id for r in requests],
+                "documents": [d.unique_id for r in requests for d in r.submission.documents],
+                "contents": [c.sha256 for r in requests for c in r.contents],
+            },
+        ):
+            found[kind].add(value)
+        return registered
+
+    def add(self, plan: DepositPlan) -> None:
+        self.sets.add(plan.submission.unique_id)
+        self.documents.update(d.unique_id for d in plan.submission.documents)
+
+
+def file_deposits(
+    session: Session, requests: Sequence[DepositRequest]
+) -> list[DepositResult | Exception]:
+    """Check and file submissions in the caller's transaction: each one's result, or the
+    error that refused it (it wrote nothing). An error of the database fails them all."""
+    results: list[DepositResult | Exception | None] = [None] * len(requests)
+    principals = _confirm_callers(session, requests)
+    registered = Registered.read(
+        session, [r for r, p in zip(requests, principals, strict=True) if isinstance(p, Principal)]
+    )
+    planned: list[tuple[int, DepositPlan]] = []
+    for index, (request, principal) in enumerate(zip(requests, principals, strict=True)):
+        if not isinstance(principal, Principal):
+            results[index] = principal
+            continue
+        try:
+            plan = plan_deposit(
+                session, principal=principal, request=request, registered=registered
+            )
+        except SubmissionError as error:
+            results[index] = error
+            continue
+        registered.add(plan)
+        planned.append((index, plan))
+    written = write_deposits(session, [plan for _, plan in planned])
+    for (index, _), result in zip(planned, written, strict=True):
+        results[index] = result
+    return [r for r in results if r is not None]
+
+
+def file_deposit(session: Session, request: DepositRequest) -> DepositResult:
+    """`file_deposits` for one submission: its result, or its error raised."""
+    (result,) = file_deposits(session, [request])
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _confirm_callers(
+    session: Session, requests: Sequence[DepositRequest]
+) -> list[Principal | Exception]:
+    confirmed: dict[Hashable, Principal | Exception] = {}
+    principals: list[Principal | Exception] = []
+    for request in requests:
+        caller = request.principal
+        if isinstance(caller, Principal):
+            principals.append(caller)
+            continue
+        if caller.key not in confirmed:
+            try:
+                confirmed[caller.key] = caller.confirm(session.connection())
+            except SQLAlchemyError:
+                raise
+            except Exception as error:  # the caller's refusal is this submission's answer
+                confirmed[caller.key] = error
+        principals.append(confirmed[caller.key])
+    return principals
 
 
 def check_content(document: NewDocument, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> str:
@@ -160,7 +274,11 @@ def check_content(document: NewDocument, *, max_bytes: int = MAX_DOCUMENT_BYTES)
 
 
 def resolve_identity(
-    session: Session, *, principal: Principal, patient: PatientRef
+    session: Session,
+    *,
+    principal: Principal,
+    patient: PatientRef,
+    registered: Mapping[tuple[uuid.UUID, str], IdentityRow],
 ) -> FilingIdentity:
     """The local identity the documents are filed under, once the depositor may.
 
@@ -176,14 +294,7 @@ def resolve_identity(
     if patient.domain_oid and patient.local_id:
         domain_id = lookups.domain_establishment(session, patient.domain_oid)
         if domain_id is not None:
-            row = (
-                session.connection()
-                .execute(
-                    _IDENTITY_BY_LOCAL_ID,
-                    {"establishment": domain_id, "local_id": patient.local_id},
-                )
-                .first()
-            )
+            row = registered.get((domain_id, patient.local_id))
             if row is not None and row.active:
                 found = FilingIdentity(row.id, row.person_id, row.establishment_id)
                 return _allowed(principal, found, refused)
@@ -304,78 +415,24 @@ def _authors(session: Session, document: NewDocument) -> ResolvedAuthor:
     )
 
 
-def _insert_contents(session: Session, rows: list[dict[str, Any]]) -> set[str]:
-    """Index contents; the storage keys of the rows written (a content deposited before, or
-    by another deposit at once, keeps the first row and its blob)."""
-    if not rows:
-        return set()
-    table = cast(Table, DocumentContent.__table__)
-    dialect = session.get_bind().dialect.name
-    statement = (
-        (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table))
-        .on_conflict_do_nothing(index_elements=["sha256"])
-        .returning(table.c.storage_key)
-    )
-    return set(session.connection().execute(statement, rows).scalars())
-
-
-@dataclass
-class DepositPlan:
-    """A submission checked against the registry (reads only): what to write."""
-
-    principal: Principal
-    decision: Decision
-    submission: Submission
-    identity_id: uuid.UUID
-    establishment_id: uuid.UUID
-    person_id: uuid.UUID
-    contents: list[PreparedContent]
-    sha1s: list[str]
-    authors: list[ResolvedAuthor]
-    # Per document: the entry it replaces (id, lineage, version) and its other relations.
-    replaced: list[tuple[uuid.UUID, uuid.UUID, int] | None]
-    relations: list[list[tuple[RelationKind, uuid.UUID]]]
-    # Folders of the submission already in the registry (uniqueId → id).
-    folders: dict[str, uuid.UUID]
-    # Contents already in the repository when planned (their blobs are not written again).
-    known_contents: set[str] = field(default_factory=set)
-    # Filled by `write_deposit`: the contents whose rows this deposit wrote.
-    stored: set[str] = field(default_factory=set)
-
-
 def plan_deposit(
-    session: Session,
-    *,
-    principal: Principal,
-    submission: Submission,
-    contents: list[PreparedContent],
-    sha1s: list[str],
+    session: Session, *, principal: Principal, request: DepositRequest, registered: Registered
 ) -> DepositPlan:
-    """Everything a deposit must check that reads the registry, before any write: it runs
-    outside the write transaction (a read session), which then only inserts — a duplicate
-    that slips in meanwhile fails on the unique indexes, a replaced version that stopped
-    being current fails its conditional update."""
-    identity = resolve_identity(session, principal=principal, patient=submission.patient)
+    """Everything a deposit must check that reads the registry, before any write. A
+    replaced version that stopped being current meanwhile fails its conditional update."""
+    submission = request.submission
+    identity = resolve_identity(
+        session, principal=principal, patient=submission.patient, registered=registered.identities
+    )
     decision = decide_deposit(principal, identity_establishment_id=identity.establishment_id)
     person_id = identity.person_id
     unique_ids = [d.unique_id for d in submission.documents]
     if len(set(unique_ids)) != len(unique_ids):
         raise SubmissionError("two documents of the submission share a uniqueId", code="duplicate")
-    stored: dict[str, set[str]] = {"set": set(), "document": set(), "content": set()}
-    for kind, value in session.connection().execute(
-        _ALREADY_STORED,
-        {
-            "set": submission.unique_id,
-            "documents": unique_ids,
-            "contents": [c.sha256 for c in contents],
-        },
-    ):
-        stored[kind].add(value)
-    if stored["set"]:
+    if submission.unique_id in registered.sets:
         raise _duplicate_submission(submission)
-    taken = stored["document"]
     for document in submission.documents:
-        if document.unique_id in taken:
+        if document.unique_id in registered.documents:
             raise _duplicate_document(document)
     authors = [_authors(session, document) for document in submission.documents]
     replaced_all: list[tuple[uuid.UUID, uuid.UUID, int] | None] = []
@@ -396,7 +453,7 @@ def plan_deposit(
                 )
             if relation.kind is RelationKind.replaces:
                 if target.status != DocumentStatus.current:
-                    raise _not_current(document, str(target.status))
+                    raise not_current(document, str(target.status))
                 if replaced is not None:
                     raise SubmissionError(
                         "a document replaces one document only",
@@ -431,13 +488,12 @@ def plan_deposit(
         identity_id=identity.id,
         establishment_id=identity.establishment_id,
         person_id=person_id,
-        contents=contents,
-        sha1s=sha1s,
+        contents=request.contents,
+        sha1s=request.sha1s,
         authors=authors,
         replaced=replaced_all,
         relations=relations_all,
         folders=folders,
-        known_contents=stored["content"],
     )
 
 
@@ -457,233 +513,6 @@ def _duplicate_document(document: NewDocument) -> SubmissionError:
     )
 
 
-def _not_current(document: NewDocument, status: str) -> SubmissionError:
-    return SubmissionError(
-        f"the document replaced is {status}, not current",
-        where=f"{document.where}.relatesTo",
-        code="value",
-    )
-
-
-_SUPERSEDE = (
-    update(DocumentEntry)
-    .where(
-        DocumentEntry.id == bindparam("target"),
-        DocumentEntry.status == DocumentStatus.current.value,
-    )
-    .values(status=DocumentStatus.superseded.value, updated_at=bindparam("now"))
-)
-
-
-@dataclass
-class _Rows:
-    """The rows of a group of deposits, inserted table by table."""
-
-    contents: dict[str, dict[str, Any]] = field(default_factory=dict)
-    sets: list[dict[str, Any]] = field(default_factory=list)
-    folders: list[dict[str, Any]] = field(default_factory=list)
-    entries: list[dict[str, Any]] = field(default_factory=list)
-    relations: list[dict[str, Any]] = field(default_factory=list)
-    members: list[dict[str, Any]] = field(default_factory=list)
-
-
-def write_deposit(session: Session, plan: DepositPlan) -> DepositResult:
-    """Write a planned deposit in the caller's transaction (see `write_deposits`)."""
-    return write_deposits(session, [plan])[0]
-
-
-def write_deposits(session: Session, plans: list[DepositPlan]) -> list[DepositResult]:
-    """Write planned deposits: rows inserted (one statement per table for all of them),
-    replaced versions superseded, one audit row per document — in the caller's
-    transaction. A failure fails them all (the group committer then retries one by one)."""
-    now = utcnow()
-    rows = _Rows()
-    results = [_deposit_rows(session, plan, rows, now) for plan in plans]
-    won = _insert_contents(session, list(rows.contents.values()))
-    for plan in plans:
-        plan.stored = {c.sha256 for c in plan.contents if c.storage_key in won}
-    connection = session.connection()
-    for model, values in (
-        (SubmissionSet, rows.sets),
-        (Folder, rows.folders),
-        (DocumentEntry, rows.entries),
-        (DocumentRelation, rows.relations),
-        (FolderMember, rows.members),
-    ):
-        if values:
-            connection.execute(insert(cast(Table, model.__table__)), values)
-    return results
-
-
-def _deposit_rows(session: Session, plan: DepositPlan, rows: _Rows, now: datetime) -> DepositResult:
-    submission, principal = plan.submission, plan.principal
-    for content, sha1 in zip(plan.contents, plan.sha1s, strict=True):
-        rows.contents.setdefault(
-            content.sha256,
-            {
-                "sha256": content.sha256,
-                "sha1": sha1,
-                "size": content.size,
-                "storage_key": content.storage_key,
-                "scheme": content.scheme,
-                "kek_id": content.kek_id,
-                "wrapped_key": content.wrapped_key,
-                "created_at": now,
-            },
-        )
-    submission_set_id = uuid.uuid4()
-    author_label = submission.author_label or (plan.authors[0].label if plan.authors else None)
-    rows.sets.append(
-        {
-            "id": submission_set_id,
-            "unique_id": submission.unique_id,
-            "source_id": submission.source_id,
-            "local_identity_id": plan.identity_id,
-            "establishment_id": plan.establishment_id,
-            "title": submission.title,
-            "author_label": author_label,
-            "submitted_by": principal.label[:200],
-            "channel": submission.channel,
-            "submitted_at": now,
-        }
-    )
-    folder_ids = dict(plan.folders)
-    for folder in submission.folders:
-        if folder.unique_id not in folder_ids:
-            folder_ids[folder.unique_id] = uuid.uuid4()
-            rows.folders.append(
-                {
-                    "id": folder_ids[folder.unique_id],
-                    "unique_id": folder.unique_id,
-                    "local_identity_id": plan.identity_id,
-                    "title": folder.title,
-                    "code": folder.code,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-    deposited: list[DepositedDocument] = []
-    for index, (document, content, author) in enumerate(
-        zip(submission.documents, plan.contents, plan.authors, strict=True)
-    ):
-        entry_id = uuid.uuid4()
-        lineage_id, version = entry_id, 1
-        replaced = plan.replaced[index]
-        if replaced is not None:
-            target_id, lineage_id, previous = replaced
-            version = previous + 1
-            superseded = session.execute(_SUPERSEDE, {"target": target_id, "now": now})
-            if not isinstance(superseded, CursorResult) or superseded.rowcount != 1:
-                raise _not_current(document, "no longer current")
-        assert document.type is not None
-        assert document.creation_time is not None
-        rows.entries.append(
-            {
-                "id": entry_id,
-                "unique_id": document.unique_id,
-                "lineage_id": lineage_id,
-                "version": version,
-                "status": DocumentStatus.current.value,
-                "local_identity_id": plan.identity_id,
-                "establishment_id": plan.establishment_id,
-                "submission_set_id": submission_set_id,
-                "type_system": document.type.system or "",
-                "type_code": document.type.code,
-                "type_display": document.type.display,
-                "class_system": document.class_.system if document.class_ else None,
-                "class_code": document.class_.code if document.class_ else None,
-                "class_display": document.class_.display if document.class_ else None,
-                "format_code": document.format_code,
-                "mime_type": document.mime_type,
-                "language": document.language,
-                "title": (document.title or "")[:300] or None,
-                "size": content.size,
-                "sha256": content.sha256,
-                "creation_time": document.creation_time,
-                "service_start": document.service_start,
-                "service_end": document.service_end,
-                "author_practitioner_id": author.practitioner_id,
-                "author_organization_id": author.organization_id,
-                "author_label": author.label,
-                "author_account_id": principal.account_id if principal.kind == "account" else None,
-                "facility_type_code": _code(document.facility_type),
-                "facility_type_display": _display(document.facility_type),
-                "practice_setting_code": _code(document.practice_setting),
-                "practice_setting_display": _display(document.practice_setting),
-                "confidentiality": document.confidentiality,
-                "invisible_patient": INVISIBLE_PATIENT in document.visibility,
-                "masked_ps": MASQUE_PS in document.visibility,
-                "invisible_legal_reps": INVISIBLE_REPRESENTANTS_LEGAUX in document.visibility,
-                "deposited_at": now,
-                "updated_at": now,
-            }
-        )
-        rows.relations += [
-            {"id": uuid.uuid4(), "source_id": entry_id, "target_id": target, "kind": kind.value,
-             "created_at": now}
-            for kind, target in plan.relations[index]
-        ]  # fmt: skip
-        rows.members += [
-            {"folder_id": folder_ids[f], "document_id": entry_id,
-             "submission_set_id": submission_set_id}
-            for f in document.folders
-        ]  # fmt: skip
-        audit_document(
-            session,
-            principal=principal,
-            decision=plan.decision,
-            action="document.deposit",
-            entry_id=entry_id,
-            person_id=plan.person_id,
-            detail={
-                "unique_id": document.unique_id,
-                "submission": submission.unique_id,
-                "channel": submission.channel,
-                "version": version,
-                **({"replaces": str(replaced[0])} if replaced is not None else {}),
-            },
-        )
-        deposited.append(
-            DepositedDocument(
-                entry_id,
-                document.unique_id,
-                version,
-                plan.person_id,
-                replaced[0] if replaced is not None else None,
-            )
-        )
-    return DepositResult(
-        submission_set_id=submission_set_id,
-        unique_id=submission.unique_id,
-        person_id=plan.person_id,
-        local_identity_id=plan.identity_id,
-        documents=deposited,
-    )
-
-
-def _code(coding: Coding | None) -> str | None:
-    return coding.code if coding is not None else None
-
-
-def _display(coding: Coding | None) -> str | None:
-    return coding.display if coding is not None else None
-
-
-def do_deposit(
-    session: Session,
-    *,
-    principal: Principal,
-    submission: Submission,
-    contents: list[PreparedContent],
-    sha1s: list[str],
-) -> DepositResult:
-    """Check and file a submission's documents, all or none, in the caller's transaction."""
-    plan = plan_deposit(
-        session, principal=principal, submission=submission, contents=contents, sha1s=sha1s
-    )
-    return write_deposit(session, plan)
-
-
 def _relation_target(
     session: Session, target_id: uuid.UUID | None, unique_id: str | None
 ) -> DocumentEntry | None:
@@ -692,25 +521,3 @@ def _relation_target(
     if unique_id:
         return service.entry_by_unique_id(session, unique_id)
     return None
-
-
-def audit_document(
-    session: Session,
-    *,
-    principal: Principal,
-    decision: Decision,
-    action: str,
-    entry_id: uuid.UUID,
-    person_id: uuid.UUID,
-    detail: dict[str, Any],
-) -> None:
-    record(
-        session,
-        actor=principal.actor,
-        action=action,
-        entity_type="DocumentReference",
-        entity_id=str(entry_id),
-        person_id=str(person_id),
-        basis=decision.basis_code,
-        detail=detail,
-    )

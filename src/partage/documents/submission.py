@@ -1,7 +1,7 @@
 """A deposit as every channel hands it over (FHIR MHD, HL7v2 MDM, the drop folder, the
 portal): documents with their metadata and content, for one patient, all or nothing.
 
-The channels parse their own formats into these types; `filing.do_deposit` checks and stores
+The channels parse their own formats into these types; `filing.file_deposits` checks and stores
 them. Errors name the faulty part with `where` (a FHIRPath-like location in the channel's
 terms), so each channel can answer in its own form (OperationOutcome, ACK ERR, failed/).
 """
@@ -155,3 +155,6 @@ class DepositResult:
     person_id: uuid.UUID
     local_identity_id: uuid.UUID
     documents: list[DepositedDocument]
+    # The contents (SHA-256) whose rows this deposit wrote; the others were stored before
+    # (or by another deposit of the same group): their blobs are not kept twice.
+    stored_contents: frozenset[str] = frozenset()

@@ -9,6 +9,7 @@ the next request, not at the token's expiry.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
@@ -59,7 +60,21 @@ _ACCOUNT_STATE = (
 )
 
 
-def principal_from_token(db: Session | Connection, platform: Platform, token: str) -> Principal:
+@dataclass(frozen=True)
+class TokenClaims:
+    """What an access token we signed says, its signature and expiry checked: who it was
+    issued to, not yet whether that still holds (`principal_for`)."""
+
+    kind: str
+    client_id: str
+    jti: str
+    scopes: Scopes
+    account_id: uuid.UUID | None = None
+    sid: str | None = None
+
+
+def read_token(platform: Platform, token: str) -> TokenClaims:
+    """The token's claims, checked locally (signature, issuer, time, form); no database."""
     claims = decode_own_token(platform, token)
     if claims is None:
         raise InvalidToken("invalid token")
@@ -71,46 +86,66 @@ def principal_from_token(db: Session | Connection, platform: Platform, token: st
     jti = str(claims.get("jti", ""))
     kind = claims.get("ptype")
     if kind == "client":
-        row = db.execute(_CLIENT_STATE, {"jti": jti, "client_id": client_id}).first()
-        if row is None or row[0] != ClientStatus.active or row[2] is not None:
-            raise InvalidToken("invalid token")
-        # An establishment's system acts for that establishment (its patients' documents).
-        return Principal(
-            kind="client",
-            label=row[1],
-            client_id=client_id,
-            scopes=scopes,
-            establishment_id=row[3],
-        )
+        return TokenClaims("client", client_id, jti, scopes)
     if kind == "account":
         try:
             account_id = uuid.UUID(str(claims.get("sub")))
         except ValueError:
             raise InvalidToken("invalid token") from None
         sid = claims.get("sid")
-        found = db.execute(
-            _ACCOUNT_STATE,
-            {"client_id": client_id, "jti": jti, "sid": str(sid or ""), "account_id": account_id},
-        ).first()
-        if (
-            found is None
-            or found[0] != AccountStatus.active
-            or found[4] != ClientStatus.active
-            or found[5] is not None
-            or (sid is not None and (found[7] is None or found[6] is not None))
-        ):
-            raise InvalidToken("invalid token")
-        return Principal(
-            kind="account",
-            label=found[1],
-            account_id=account_id,
-            profile=found[2],
-            establishment_id=found[3],
-            client_id=client_id,
-            scopes=scopes,
-            sid=str(sid) if sid else None,
+        # A present but empty sid is kept: it then matches no session (refused).
+        return TokenClaims(
+            "account", client_id, jti, scopes, account_id, str(sid) if sid is not None else None
         )
     raise InvalidToken("invalid token")
+
+
+def principal_for(db: Session | Connection, claims: TokenClaims) -> Principal:
+    """The principal a token stands for, once the current state confirms it (one read)."""
+    if claims.kind == "client":
+        row = db.execute(_CLIENT_STATE, {"jti": claims.jti, "client_id": claims.client_id}).first()
+        if row is None or row[0] != ClientStatus.active or row[2] is not None:
+            raise InvalidToken("invalid token")
+        # An establishment's system acts for that establishment (its patients' documents).
+        return Principal(
+            kind="client",
+            label=row[1],
+            client_id=claims.client_id,
+            scopes=claims.scopes,
+            establishment_id=row[3],
+        )
+    sid = claims.sid
+    found = db.execute(
+        _ACCOUNT_STATE,
+        {
+            "client_id": claims.client_id,
+            "jti": claims.jti,
+            "sid": sid or "",
+            "account_id": claims.account_id,
+        },
+    ).first()
+    if (
+        found is None
+        or found[0] != AccountStatus.active
+        or found[4] != ClientStatus.active
+        or found[5] is not None
+        or (sid is not None and (found[7] is None or found[6] is not None))
+    ):
+        raise InvalidToken("invalid token")
+    return Principal(
+        kind="account",
+        label=found[1],
+        account_id=claims.account_id,
+        profile=found[2],
+        establishment_id=found[3],
+        client_id=claims.client_id,
+        scopes=claims.scopes,
+        sid=sid or None,
+    )
+
+
+def principal_from_token(db: Session | Connection, platform: Platform, token: str) -> Principal:
+    return principal_for(db, read_token(platform, token))
 
 
 def bearer_token(authorization: str | None) -> str | None:
