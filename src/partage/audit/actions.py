@@ -143,10 +143,12 @@ def _write_pending(session: Session) -> None:
     if not pending:
         return
     key: bytes = session.info[AUDIT_KEY_INFO]
-    head = session.execute(_SELECT_HEAD, {"chain": MAIN_CHAIN}).first()
+    # Core statements on the session's connection: the ORM's handling costs more than they do.
+    connection = session.connection()
+    head = connection.execute(_SELECT_HEAD, {"chain": MAIN_CHAIN}).first()
     if head is None:
         last_seq, last_hash = 0, GENESIS_HASH
-        session.execute(
+        connection.execute(
             _INSERT_HEAD, {"chain": MAIN_CHAIN, "last_seq": 0, "last_hash": GENESIS_HASH}
         )
     else:
@@ -174,8 +176,8 @@ def _write_pending(session: Session) -> None:
         row["hash"] = chain_hash(key, row)
         rows.append(row)
         last_seq, last_hash = row["seq"], row["hash"]
-    session.execute(_INSERT_EVENTS, rows)
-    session.execute(
+    connection.execute(_INSERT_EVENTS, rows)
+    connection.execute(
         _UPDATE_HEAD, {"head_chain": MAIN_CHAIN, "new_seq": last_seq, "new_hash": last_hash}
     )
 

@@ -13,8 +13,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, cast
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Engine, Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from partage.directory.models import Practitioner
@@ -36,25 +37,33 @@ class KnownPractitioner:
     label: str
 
 
-_cache: dict[tuple[str, str, str], tuple[float, Any]] = {}
+# Per database (engine), then by (kind, key): found value and when it expires.
+_caches: WeakKeyDictionary[Engine, dict[tuple[str, str], tuple[float, Any]]] = WeakKeyDictionary()
 _lock = threading.Lock()
 
 
+def _cache_of(session: Session) -> dict[tuple[str, str], tuple[float, Any]]:
+    engine = session.get_bind().engine
+    cache = _caches.get(engine)
+    if cache is None:
+        with _lock:
+            cache = _caches.setdefault(engine, {})
+    return cache
+
+
 def _remembered(session: Session, kind: str, key: str) -> Any | None:
-    entry = _cache.get((str(session.get_bind().engine.url), kind, key))
+    entry = _cache_of(session).get((kind, key))
     if entry is None or entry[0] < time.monotonic():
         return None
     return entry[1]
 
 
 def _remember(session: Session, kind: str, key: str, value: Any) -> None:
+    cache = _cache_of(session)
     with _lock:
-        if len(_cache) > 100_000:
-            _cache.clear()
-        _cache[(str(session.get_bind().engine.url), kind, key)] = (
-            time.monotonic() + TTL_SECONDS,
-            value,
-        )
+        if len(cache) > 100_000:
+            cache.clear()
+        cache[(kind, key)] = (time.monotonic() + TTL_SECONDS, value)
 
 
 def domain_establishment(session: Session, oid: str) -> uuid.UUID | None:
