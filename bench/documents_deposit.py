@@ -14,6 +14,10 @@
    database and the disk allow, without the API. The ratio API/floor says what the API costs.
 
 On PostgreSQL the run works in a schema of its own, dropped at the end.
+
+`PARTAGE_BENCH_PROFILE=/path/to/py-spy` samples the server meanwhile (raw stacks to
+`PARTAGE_BENCH_PROFILE_OUT`; `PARTAGE_BENCH_PROFILE_FLAGS` defaults to `--gil`: CPU only;
+`--idle` shows where the threads wait).
 """
 
 from __future__ import annotations

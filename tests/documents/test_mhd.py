@@ -33,7 +33,7 @@ from partage.documents.synthetic import pdf, provide_bundle
 from partage.identity.service import MODEL_CACHE
 from partage.platform import Platform
 from partage.security import actions
-from partage.security.models import Establishment, Profile
+from partage.security.models import Establishment, OAuthClient, Profile
 from partage.security.oauth import issue_access_token
 from partage.security.principal import operator_principal
 from partage.security.scopes import Scopes
@@ -105,7 +105,8 @@ class Hospital:
 
 
 def _blob_files(data_dir: Path) -> int:
-    return sum(1 for p in (data_dir / "blobs").rglob("*") if p.is_file())
+    """Content files, staged or in place (not a staging area's lock file)."""
+    return sum(1 for p in (data_dir / "blobs").rglob("*") if p.is_file() and p.suffix != ".lock")
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +280,28 @@ def test_bad_submissions_are_refused_and_store_nothing(hospital: Hospital) -> No
             )
         ).all()
     assert len(refused) >= 8
+
+
+def test_a_revoked_or_narrow_token_deposits_nothing(hospital: Hospital) -> None:
+    """The token's current state is read in the transaction that files the deposit: a
+    client revoked since its token was issued is refused at its next deposit."""
+    narrow = system_token(
+        hospital.base, hospital.platform, "system/DocumentReference.rs", establishment=hospital.chu
+    )
+    _outcome(hospital.post(hospital.bundle(), narrow), 403, "do not allow")
+    token = system_token(hospital.base, hospital.platform, SCOPES, name="GONE",
+                         establishment=hospital.chu)  # fmt: skip
+    _location(hospital.post(hospital.bundle(), token))
+    before = hospital.counts()
+    with transaction(hospital.platform.sessions) as session:
+        client = session.scalars(
+            select(OAuthClient).where(OAuthClient.name == f"GONE {SCOPES}")
+        ).one()
+        actions.revoke_client(session, actor=operator_principal(), client=client)
+    assert hospital.post(hospital.bundle(), token).status_code == 401
+    assert hospital.post(b"{not json", token).status_code == 401
+    assert hospital.post({"resourceType": "Patient"}, token).status_code == 401
+    assert hospital.counts() == before
 
 
 def test_replacement_keeps_the_history(hospital: Hospital) -> None:
