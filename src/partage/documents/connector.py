@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -38,7 +37,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -46,21 +44,24 @@ from partage.access.decision import decide_deposit
 from partage.documents import service
 from partage.documents.cda import CdaDocument, InvalidCda, parse_cda
 from partage.documents.deposit import deposit
-from partage.documents.models import Confidentiality, RelationKind
 from partage.documents.repository import Repository
+from partage.documents.sidecar import (
+    Refused,
+    Sidecar,
+    cda_unique_id,
+    check_header_agrees,
+    french_reason,
+    read_sidecar,
+    with_sidecar,
+)
 from partage.documents.submission import (
-    LOINC,
     MAX_DOCUMENT_BYTES,
-    VISIBILITY_CODES,
-    AuthorRef,
-    Coding,
     NewDocument,
     PatientRef,
-    Relation,
     Submission,
     SubmissionError,
 )
-from partage.identity.ins import InvalidIns, validate_ins
+from partage.identity.ins import validate_ins
 from partage.security import service as security_service
 from partage.security.principal import Principal
 
@@ -87,9 +88,6 @@ IN_PROGRESS_SUFFIXES = (".tmp", ".part")
 # The namespace of the uniqueIds derived from a file (a UUID of our own, fixed forever: a
 # change would make a retried file look new).
 _NAMESPACE = uuid.UUID("4f1d7c52-2d6e-4c0e-9a57-5b9f6f0f1c3a")
-_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
-# An XDS uniqueId: an OID, or a CDA id `root^extension` (at most 128 characters).
-_UNIQUE_ID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+(\^[^\s^]{1,64})?$")
 
 
 class ConnectorError(Exception):
@@ -104,128 +102,6 @@ class ConnectorUnavailable(Exception):
         super().__init__(f"{name}: {type(cause).__name__}: {cause}")
         self.name = name
         self.cause = cause
-
-
-class _Refused(SubmissionError):
-    """A file refused by the connector itself, with the reason in French too."""
-
-    def __init__(self, message: str, *, french: str, where: str = "", code: str = "invalid"):
-        super().__init__(message, where=where, code=code)
-        self.french = french
-
-
-# --- the sidecar ---------------------------------------------------------------------------
-
-
-class _Strict(BaseModel):
-    # An unknown key is a typo more often than not ("titel"): refused, not ignored.
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
-
-
-class SidecarPatient(_Strict):
-    """The patient: the local identifier (IPP) in the establishment's domain (its OID may be
-    left out: the connector's own), or a qualified INS."""
-
-    local_id: str | None = Field(default=None, min_length=1, max_length=64)
-    domain_oid: str | None = Field(default=None, pattern=_OID.pattern, max_length=128)
-    ins: str | None = None
-
-    @model_validator(mode="after")
-    def _one_way(self) -> SidecarPatient:
-        if self.ins is not None:
-            if self.local_id is not None or self.domain_oid is not None:
-                raise ValueError("give either local_id (with domain_oid) or ins, not both")
-            try:
-                validate_ins(self.ins)
-            except InvalidIns as error:
-                raise ValueError(f"ins: {error}") from None
-        elif self.local_id is None:
-            raise ValueError("give local_id (the IPP, with domain_oid) or ins")
-        return self
-
-
-class SidecarCoding(_Strict):
-    system: str = Field(default=LOINC, min_length=1, max_length=200)
-    code: str = Field(min_length=1, max_length=64)
-    display: str | None = Field(default=None, max_length=300)
-
-
-class SidecarAuthor(_Strict):
-    """A professional by RPPS / ADELI, a structure by FINESS (both must be in the
-    territory's directory), or a name as written."""
-
-    rpps: str | None = Field(default=None, pattern=r"^[0-9]{9,12}$")
-    finess: str | None = Field(default=None, pattern=r"^[0-9A-B]{9}$")
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> SidecarAuthor:
-        if not (self.rpps or self.finess or self.name):
-            raise ValueError("give rpps, finess or name")
-        return self
-
-
-class Sidecar(_Strict):
-    """`NAME.json`: the metadata of `NAME.pdf` / `.xml` / `.txt`. For a CDA, what is left out
-    is taken from its header."""
-
-    patient: SidecarPatient | None = None
-    type: SidecarCoding | None = None
-    class_: SidecarCoding | None = Field(default=None, alias="class")
-    title: str | None = Field(default=None, min_length=1, max_length=300)
-    created: AwareDatetime | None = None
-    service_start: AwareDatetime | None = None
-    service_end: AwareDatetime | None = None
-    author: SidecarAuthor | None = None
-    confidentiality: Literal["N", "R", "V"] = "N"
-    visibility: list[
-        Literal["INVISIBLE_PATIENT", "MASQUE_PS", "INVISIBLE_REPRESENTANTS_LEGAUX"]
-    ] = Field(default_factory=list)
-    replaces: str | None = Field(default=None, pattern=_UNIQUE_ID.pattern, max_length=128)
-    unique_id: str | None = Field(default=None, pattern=_UNIQUE_ID.pattern, max_length=128)
-
-
-def read_sidecar(data: bytes, name: str) -> Sidecar:
-    """The sidecar's metadata, or `SubmissionError` naming each faulty field."""
-    try:
-        # utf-8-sig: a byte-order mark (Windows editors write one) is not an error.
-        raw = json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise _Refused(
-            f"the metadata file {name} is not UTF-8 text",
-            french=f"le fichier de métadonnées {name} n'est pas du texte UTF-8",
-            where=name,
-        ) from None
-    except json.JSONDecodeError as error:
-        at = f"line {error.lineno}, column {error.colno}"
-        raise _Refused(
-            f"the metadata file {name} is not valid JSON ({at}: {error.msg})",
-            french=f"le fichier de métadonnées {name} n'est pas du JSON valide "
-            f"(ligne {error.lineno}, colonne {error.colno})",
-            where=name,
-        ) from None
-    if not isinstance(raw, dict):
-        raise _Refused(
-            f"the metadata file {name} must hold a JSON object",
-            french=f"le fichier de métadonnées {name} doit contenir un objet JSON",
-            where=name,
-        )
-    try:
-        return Sidecar.model_validate(raw)
-    except ValidationError as error:
-        problems = "; ".join(_problem(item) for item in error.errors())
-        raise _Refused(
-            f"the metadata file {name} is not valid: {problems}",
-            french=f"le fichier de métadonnées {name} n'est pas valide (détail en anglais) : "
-            f"{problems}",
-            where=name,
-        ) from None
-
-
-def _problem(item: Any) -> str:
-    location = ".".join(str(part) for part in item.get("loc", ()))
-    message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
-    return f"{location}: {message}" if location else message
 
 
 # --- outcomes -------------------------------------------------------------------------------
@@ -475,7 +351,7 @@ class Connector:
             detail = f"{type(error).__name__}: {error}"
             return self._fail(
                 path,
-                _Refused(
+                Refused(
                     f"unexpected error while filing the document ({detail})",
                     french=f"erreur inattendue pendant le dépôt ({detail})",
                     code="exception",
@@ -488,7 +364,7 @@ class Connector:
             size = path.stat().st_size
             if size > MAX_DOCUMENT_BYTES:
                 # Said before reading it: a stray disk image must not be loaded into memory.
-                raise _Refused(
+                raise Refused(
                     f"the file weighs {size} bytes, more than the {MAX_DOCUMENT_BYTES} accepted",
                     french=f"le fichier pèse {size} octets, plus que les {MAX_DOCUMENT_BYTES} "
                     "acceptés",
@@ -498,7 +374,7 @@ class Connector:
             content = path.read_bytes()
             sidecar_bytes = sidecar_path.read_bytes() if sidecar_path is not None else None
         except OSError as error:
-            raise _Refused(
+            raise Refused(
                 f"the file cannot be read: {error.strerror}",
                 french=f"le fichier ne peut pas être lu : {error.strerror}",
                 where=path.name,
@@ -526,7 +402,7 @@ class Connector:
                 return self._already_stored(document.unique_id, content, error)
             except IntegrityError as error:
                 if attempt == 1:
-                    raise _Refused(
+                    raise Refused(
                         f"conflicting change in the database: {error.orig}",
                         french="modification concurrente dans la base de données",
                     ) from None
@@ -565,7 +441,7 @@ class Connector:
         suffix = Path(name).suffix.lower()
         mime_type = MEDIA_TYPES.get(suffix)
         if mime_type is None:
-            raise _Refused(
+            raise Refused(
                 f"unsupported file type {suffix or '(none)'}: the folder takes .pdf, .xml "
                 "(CDA R2) and .txt documents, each with its .json metadata file",
                 french=f"type de fichier non pris en charge ({suffix or 'aucun'}) : le dossier "
@@ -578,13 +454,13 @@ class Connector:
             try:
                 header = parse_cda(content)
             except InvalidCda as error:
-                raise _Refused(
+                raise Refused(
                     f"the file is not a valid CDA R2 document: {error}",
                     french=f"le fichier n'est pas un document CDA R2 valide : {error}",
                     where=name,
                 ) from None
         elif sidecar is None:
-            raise _Refused(
+            raise Refused(
                 f"metadata missing: a {suffix} document needs its metadata file "
                 f"{Path(name).stem}{SIDECAR_SUFFIX}",
                 french=f"métadonnées manquantes : un document {suffix} doit être accompagné de "
@@ -593,7 +469,7 @@ class Connector:
                 code="required",
             )
         elif suffix == ".pdf" and b"%PDF-" not in content[:1024]:
-            raise _Refused(
+            raise Refused(
                 "the .pdf file is not a PDF document",
                 french="le fichier .pdf n'est pas un document PDF",
                 where=name,
@@ -601,7 +477,7 @@ class Connector:
         patient = self._patient(name, sidecar, header)
         unique_id = (
             (sidecar.unique_id if sidecar else None)
-            or _cda_unique_id(header)
+            or cda_unique_id(header)
             or self._derived_id("document", name, content)
         )
         document = NewDocument(
@@ -611,7 +487,7 @@ class Connector:
             where="document",
         )
         if sidecar is not None:
-            document = _with_sidecar(document, sidecar)
+            document = with_sidecar(document, sidecar)
         return Submission(
             unique_id=self._derived_id(f"submission {unique_id}", name, content),
             source_id=self.domain_oid,
@@ -632,7 +508,7 @@ class Connector:
                 ref = PatientRef(domain_oid=given.domain_oid or self.domain_oid,
                                  local_id=given.local_id)  # fmt: skip
             if header is not None:
-                _check_header_agrees(ref, header)
+                check_header_agrees(ref, header)
             return ref
         if header is not None:
             # The header may list several identifiers (other establishments' IPPs, the INS):
@@ -642,7 +518,7 @@ class Connector:
                     return PatientRef(domain_oid=self.domain_oid, local_id=identifier.extension)
             if header.patient.ins:
                 return PatientRef(ins=header.patient.ins, ins_oid=header.patient.ins_oid)
-            raise _Refused(
+            raise Refused(
                 "the patient is missing: the CDA header names no identifier of the domain "
                 f"{self.domain_oid} nor an INS, and there is no metadata file",
                 french="patient manquant : l'en-tête CDA ne donne ni identifiant du domaine "
@@ -650,7 +526,7 @@ class Connector:
                 where="recordTarget",
                 code="required",
             )
-        raise _Refused(
+        raise Refused(
             "the patient is missing from the metadata file",
             french="le patient manque dans le fichier de métadonnées",
             where="patient",
@@ -703,7 +579,7 @@ class Connector:
 
     def _fail(self, path: Path, error: SubmissionError) -> Outcome:
         destination = _free_stem(self.directory / FAILED, path)
-        french = error.french if isinstance(error, _Refused) else _french(error)
+        french = error.french if isinstance(error, Refused) else french_reason(error)
         now = datetime.now().astimezone().isoformat(timespec="seconds")
         where = error.where or "-"
         text = (
@@ -796,92 +672,3 @@ def _write_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
-
-
-def _cda_unique_id(header: CdaDocument | None) -> str | None:
-    """A CDA's XDS uniqueId is its own id (`root^extension`), as the French CI-SIS asks: the
-    same document sent twice is then recognised whatever its file name."""
-    if header is None or header.id is None or not _OID.match(header.id.root):
-        return None
-    if header.id.extension:
-        value = f"{header.id.root}^{header.id.extension}"
-        return value if _UNIQUE_ID.match(value) and len(value) <= 128 else None
-    return header.id.root if len(header.id.root) <= 64 else None
-
-
-def _check_header_agrees(ref: PatientRef, header: CdaDocument) -> None:
-    """A sidecar naming another patient than the CDA it describes is a filing error waiting
-    to happen (a document in the wrong record): refused."""
-    disagrees = False
-    if ref.domain_oid is not None:
-        disagrees = any(
-            i.root == ref.domain_oid and i.extension and i.extension != ref.local_id
-            for i in header.patient.ids
-        )
-    elif ref.ins is not None and header.patient.ins is not None:
-        disagrees = header.patient.ins != ref.ins
-    if disagrees:
-        raise _Refused(
-            "the patient of the metadata file is not the patient of the CDA header",
-            french="le patient du fichier de métadonnées n'est pas celui de l'en-tête CDA",
-            where="patient",
-            code="value",
-        )
-
-
-def _with_sidecar(document: NewDocument, sidecar: Sidecar) -> NewDocument:
-    def coding(value: SidecarCoding | None) -> Coding | None:
-        return Coding(value.system, value.code, value.display) if value else None
-
-    def utc(value: datetime | None) -> datetime | None:
-        return value.astimezone(UTC) if value is not None else None
-
-    author = sidecar.author
-    document.type = coding(sidecar.type)
-    document.class_ = coding(sidecar.class_)
-    document.title = sidecar.title
-    document.creation_time = utc(sidecar.created)
-    document.service_start = utc(sidecar.service_start)
-    document.service_end = utc(sidecar.service_end)
-    document.authors = (
-        [
-            AuthorRef(
-                practitioner_national_id=author.rpps,
-                organization_finess=author.finess,
-                label=author.name,
-            )
-        ]
-        if author is not None
-        else []
-    )
-    document.confidentiality = Confidentiality(sidecar.confidentiality).value
-    document.visibility = frozenset(sidecar.visibility) & VISIBILITY_CODES
-    if sidecar.replaces:
-        document.relations = [Relation(RelationKind.replaces, target_unique_id=sidecar.replaces)]
-    return document
-
-
-_FRENCH_BY_CODE = {
-    "required": "une information obligatoire manque",
-    "not-found": "une référence est introuvable (auteur, structure ou document lié)",
-    "duplicate": "un autre document porte déjà cet identifiant unique",
-    "too-long": "le document est trop volumineux",
-    "forbidden": "dépôt refusé",
-}
-
-
-def _french(error: SubmissionError) -> str:
-    """The reason in French: the deposit's messages are in English, so their kind is said in
-    French and the English detail follows."""
-    if error.code == "not-found" and error.where == "subject":
-        summary = (
-            "patient inconnu : aucune identité de ce patient dans le domaine d'identification "
-            "de l'établissement (indiquez l'IPP avec l'OID du domaine, ou un INS qualifié)"
-        )
-    elif error.code == "required" and "author" in error.where:
-        summary = "l'auteur du document manque"
-    elif error.code == "required" and error.where.endswith(".type"):
-        summary = "le type du document (code LOINC) manque"
-    else:
-        summary = _FRENCH_BY_CODE.get(error.code, "valeur invalide")
-    return f"{summary} (détail en anglais : {error.message})"
