@@ -40,6 +40,7 @@ from partage.db import transaction, utcnow
 from partage.directory.models import Organization, Practitioner
 from partage.documents.deposit import prepare_submission
 from partage.documents.filing import check_content
+from partage.documents.filing_writes import ResolvedAuthor, entry_row
 from partage.documents.models import (
     DocumentContent,
     DocumentEntry,
@@ -50,9 +51,6 @@ from partage.documents.models import (
 )
 from partage.documents.repository import PreparedContent, Repository, StagedContent
 from partage.documents.submission import (
-    INVISIBLE_PATIENT,
-    INVISIBLE_REPRESENTANTS_LEGAUX,
-    MASQUE_PS,
     AuthorRef,
     NewDocument,
     PatientRef,
@@ -378,7 +376,7 @@ def _write_batch(
                 "local_identity_id": identity.id,
                 "establishment_id": identity.establishment_id,
                 "title": None,
-                "author_label": author[2],
+                "author_label": author.label,
                 "submitted_by": principal.label[:200],
                 "channel": channel,
                 "submitted_at": now,
@@ -435,8 +433,21 @@ def _write_batch(
             in_batch=True,
         )
         targets[entry_id] = targets[document.unique_id]
-        entries.append(_entry_row(document, c.sha256, entry_id, lineage_id, version, identity,
-                                  submission["id"], author, principal, now))  # fmt: skip
+        entries.append(
+            entry_row(
+                document,
+                entry_id=entry_id,
+                lineage_id=lineage_id,
+                version=version,
+                identity_id=identity.id,
+                establishment_id=identity.establishment_id,
+                submission_set_id=submission["id"],
+                sha256=c.sha256,
+                author=author,
+                principal=principal,
+                now=now,
+            )
+        )
         audit.append(
             new_entry(
                 actor=principal.actor,
@@ -484,63 +495,6 @@ def _entry_index(entries: list[dict[str, Any]], entry_id: uuid.UUID) -> int:
 def _submission_id(document_unique_id: str) -> str:
     # Stable, so that a run again finds the same submission: derived from the document's.
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, 'submission:' + document_unique_id)}"
-
-
-def _entry_row(
-    document: NewDocument,
-    sha256: str,
-    entry_id: uuid.UUID,
-    lineage_id: uuid.UUID,
-    version: int,
-    identity: _Identity,
-    submission_set_id: uuid.UUID,
-    author: tuple[uuid.UUID | None, uuid.UUID | None, str | None],
-    principal: Principal,
-    now: datetime,
-) -> dict[str, Any]:
-    assert document.type is not None  # completed by _check
-    assert document.creation_time is not None
-    kind, klass = document.type, document.class_
-    facility, setting = document.facility_type, document.practice_setting
-    return {
-        "id": entry_id,
-        "unique_id": document.unique_id,
-        "lineage_id": lineage_id,
-        "version": version,
-        "status": DocumentStatus.current.value,
-        "local_identity_id": identity.id,
-        "establishment_id": identity.establishment_id,
-        "submission_set_id": submission_set_id,
-        "type_system": kind.system or "",
-        "type_code": kind.code,
-        "type_display": kind.display,
-        "class_system": klass.system if klass else None,
-        "class_code": klass.code if klass else None,
-        "class_display": klass.display if klass else None,
-        "format_code": document.format_code,
-        "mime_type": document.mime_type,
-        "language": document.language,
-        "title": (document.title or "")[:300] or None,
-        "size": len(document.content),
-        "sha256": sha256,
-        "creation_time": document.creation_time,
-        "service_start": document.service_start,
-        "service_end": document.service_end,
-        "author_practitioner_id": author[0],
-        "author_organization_id": author[1],
-        "author_label": author[2],
-        "author_account_id": principal.account_id if principal.kind == "account" else None,
-        "facility_type_code": facility.code if facility else None,
-        "facility_type_display": facility.display if facility else None,
-        "practice_setting_code": setting.code if setting else None,
-        "practice_setting_display": setting.display if setting else None,
-        "confidentiality": document.confidentiality,
-        "invisible_patient": INVISIBLE_PATIENT in document.visibility,
-        "masked_ps": MASQUE_PS in document.visibility,
-        "invisible_legal_reps": INVISIBLE_REPRESENTANTS_LEGAUX in document.visibility,
-        "deposited_at": now,
-        "updated_at": now,
-    }
 
 
 def _insert_contents(
@@ -626,9 +580,6 @@ def _chunks(values: list[Any]) -> Iterator[list[Any]]:
         yield values[i : i + _IN_CHUNK]
 
 
-_Resolved = tuple[uuid.UUID | None, uuid.UUID | None, str | None]
-
-
 @dataclass
 class _Authors:
     """The directory's professionals and structures the documents name, read once for
@@ -688,7 +639,7 @@ class _Authors:
         self.missing |= {o_id for o_id in organizations if o_id not in self.organizations}
         self.missing |= {n for n in finess if n not in self.finess}
 
-    def resolve(self, document: NewDocument) -> _Resolved:
+    def resolve(self, document: NewDocument) -> ResolvedAuthor:
         """`actions._authors`: the first professional, the first structure, the labels."""
         if not document.authors or all(a.is_empty and not a.label for a in document.authors):
             raise SubmissionError(
@@ -734,4 +685,6 @@ class _Authors:
                 labels.append(label)
             practitioner = practitioner or pid
             organization = organization or oid
-        return practitioner, organization, "; ".join(labels)[:300] if labels else None
+        return ResolvedAuthor(
+            practitioner, organization, "; ".join(labels)[:300] if labels else None
+        )

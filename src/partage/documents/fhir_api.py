@@ -39,6 +39,7 @@ from partage.documents.deposit import deposit
 from partage.documents.fhir_render import ARCHIVED_TAG, document_references
 from partage.documents.fhir_search import DEFAULT_SORT, DOCUMENTS, PATIENT_PARAMETERS, SORTS
 from partage.documents.filing import DeferredCaller
+from partage.documents.filing_writes import record_refused_deposit
 from partage.documents.mhd import parse_provide_bundle, security_labels, transaction_response
 from partage.documents.models import DocumentEntry, DocumentStatus
 from partage.documents.repository import ContentCorrupted
@@ -168,16 +169,8 @@ def _depositor(claims: TokenClaims, connection: Connection) -> Principal:
 
 
 def _refused(platform: Platform, principal: Principal, error: SubmissionError) -> None:
-    """A refused deposit leaves a trace: who tried what (never the content)."""
     with transaction(platform.sessions) as session:
-        record(
-            session,
-            actor=principal.actor,
-            action="document.deposit",
-            outcome="refused",
-            entity_type="DocumentReference",
-            detail={"reason": error.message[:300], "where": error.where[:200]},
-        )
+        record_refused_deposit(session, principal, error)
 
 
 # --- ITI-67: find ---------------------------------------------------------------------------

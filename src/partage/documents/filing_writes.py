@@ -221,45 +221,19 @@ def _deposit_rows(session: Session, plan: DepositPlan, rows: _Rows, now: datetim
         assert document.type is not None
         assert document.creation_time is not None
         rows.entries.append(
-            {
-                "id": entry_id,
-                "unique_id": document.unique_id,
-                "lineage_id": lineage_id,
-                "version": version,
-                "status": DocumentStatus.current.value,
-                "local_identity_id": plan.identity_id,
-                "establishment_id": plan.establishment_id,
-                "submission_set_id": submission_set_id,
-                "type_system": document.type.system or "",
-                "type_code": document.type.code,
-                "type_display": document.type.display,
-                "class_system": document.class_.system if document.class_ else None,
-                "class_code": document.class_.code if document.class_ else None,
-                "class_display": document.class_.display if document.class_ else None,
-                "format_code": document.format_code,
-                "mime_type": document.mime_type,
-                "language": document.language,
-                "title": (document.title or "")[:300] or None,
-                "size": content.size,
-                "sha256": content.sha256,
-                "creation_time": document.creation_time,
-                "service_start": document.service_start,
-                "service_end": document.service_end,
-                "author_practitioner_id": author.practitioner_id,
-                "author_organization_id": author.organization_id,
-                "author_label": author.label,
-                "author_account_id": principal.account_id if principal.kind == "account" else None,
-                "facility_type_code": _code(document.facility_type),
-                "facility_type_display": _display(document.facility_type),
-                "practice_setting_code": _code(document.practice_setting),
-                "practice_setting_display": _display(document.practice_setting),
-                "confidentiality": document.confidentiality,
-                "invisible_patient": INVISIBLE_PATIENT in document.visibility,
-                "masked_ps": MASQUE_PS in document.visibility,
-                "invisible_legal_reps": INVISIBLE_REPRESENTANTS_LEGAUX in document.visibility,
-                "deposited_at": now,
-                "updated_at": now,
-            }
+            entry_row(
+                document,
+                entry_id=entry_id,
+                lineage_id=lineage_id,
+                version=version,
+                identity_id=plan.identity_id,
+                establishment_id=plan.establishment_id,
+                submission_set_id=submission_set_id,
+                sha256=content.sha256,
+                author=author,
+                principal=principal,
+                now=now,
+            )
         )
         rows.relations += [
             {"id": uuid.uuid4(), "source_id": entry_id, "target_id": target, "kind": kind.value,
@@ -301,6 +275,86 @@ def _deposit_rows(session: Session, plan: DepositPlan, rows: _Rows, now: datetim
         person_id=plan.person_id,
         local_identity_id=plan.identity_id,
         documents=deposited,
+    )
+
+
+def entry_row(
+    document: NewDocument,
+    *,
+    entry_id: uuid.UUID,
+    lineage_id: uuid.UUID,
+    version: int,
+    identity_id: uuid.UUID,
+    establishment_id: uuid.UUID,
+    submission_set_id: uuid.UUID,
+    sha256: str,
+    author: ResolvedAuthor,
+    principal: Principal,
+    now: datetime,
+) -> dict[str, Any]:
+    """The registry row of a document filed now (a deposit's, or the bulk loader's)."""
+    assert document.type is not None  # completed before filing
+    assert document.creation_time is not None
+    kind, klass = document.type, document.class_
+    return {
+        "id": entry_id,
+        "unique_id": document.unique_id,
+        "lineage_id": lineage_id,
+        "version": version,
+        "status": DocumentStatus.current.value,
+        "local_identity_id": identity_id,
+        "establishment_id": establishment_id,
+        "submission_set_id": submission_set_id,
+        "type_system": kind.system or "",
+        "type_code": kind.code,
+        "type_display": kind.display,
+        "class_system": klass.system if klass else None,
+        "class_code": _code(klass),
+        "class_display": _display(klass),
+        "format_code": document.format_code,
+        "mime_type": document.mime_type,
+        "language": document.language,
+        "title": (document.title or "")[:300] or None,
+        "size": len(document.content),
+        "sha256": sha256,
+        "creation_time": document.creation_time,
+        "service_start": document.service_start,
+        "service_end": document.service_end,
+        "author_practitioner_id": author.practitioner_id,
+        "author_organization_id": author.organization_id,
+        "author_label": author.label,
+        "author_account_id": principal.account_id if principal.kind == "account" else None,
+        "facility_type_code": _code(document.facility_type),
+        "facility_type_display": _display(document.facility_type),
+        "practice_setting_code": _code(document.practice_setting),
+        "practice_setting_display": _display(document.practice_setting),
+        "confidentiality": document.confidentiality,
+        "invisible_patient": INVISIBLE_PATIENT in document.visibility,
+        "masked_ps": MASQUE_PS in document.visibility,
+        "invisible_legal_reps": INVISIBLE_REPRESENTANTS_LEGAUX in document.visibility,
+        "deposited_at": now,
+        "updated_at": now,
+    }
+
+
+def record_refused_deposit(
+    session: Session,
+    principal: Principal,
+    error: SubmissionError,
+    *,
+    person_id: uuid.UUID | None = None,
+    **detail: str,
+) -> None:
+    """A refused deposit leaves a trace, whatever its channel: who tried what and why (never
+    the content)."""
+    record(
+        session,
+        actor=principal.actor,
+        action="document.deposit",
+        outcome="refused",
+        entity_type="DocumentReference",
+        person_id=str(person_id) if person_id is not None else None,
+        detail={**detail, "reason": error.message[:300], "where": error.where[:200]},
     )
 
 

@@ -23,9 +23,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from partage.access.decision import Action, NotFound, require
-from partage.audit.actions import record
 from partage.db import transaction
 from partage.documents.deposit import deposit
+from partage.documents.filing_writes import record_refused_deposit
 from partage.documents.models import SubmissionSet
 from partage.documents.submission import SubmissionError
 from partage.interop.hl7.adt import AdtError, ErrorCode, HierarchicDesignator
@@ -124,20 +124,9 @@ class MdmFeed:
         return domain.patient_id_oid
 
     def _refused(self, principal: Principal, message: MdmMessage, error: SubmissionError) -> None:
-        """A refused deposit leaves a trace: who tried what (never the content)."""
         with transaction(self._platform.sessions) as session:
-            record(
-                session,
-                actor=principal.actor,
-                action="document.deposit",
-                outcome="refused",
-                entity_type="DocumentReference",
-                detail={
-                    "reason": error.message[:300],
-                    "where": error.where[:200],
-                    "channel": "mdm",
-                    "control_id": message.control_id[:64],
-                },
+            record_refused_deposit(
+                session, principal, error, channel="mdm", control_id=message.control_id[:64]
             )
 
 

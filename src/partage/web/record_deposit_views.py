@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from partage.access.decision import (
     decide_deposit,
 )
-from partage.audit.actions import record
 from partage.documents import service
+from partage.documents.filing_writes import record_refused_deposit
 from partage.documents.submission import (
     LOINC,
     MAX_DOCUMENT_BYTES,
@@ -146,13 +146,4 @@ def portal_submission(
 def refused_deposit(
     session: Session, principal: Principal, access: RecordAccess, error: SubmissionError
 ) -> None:
-    """A refused deposit leaves a trace: who tried what (never the content)."""
-    record(
-        session,
-        actor=principal.actor,
-        action="document.deposit",
-        outcome="refused",
-        entity_type="DocumentReference",
-        person_id=str(access.person_id),
-        detail={"channel": "portal", "reason": error.message[:300], "where": error.where[:200]},
-    )
+    record_refused_deposit(session, principal, error, person_id=access.person_id, channel="portal")
