@@ -17,10 +17,11 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Dialect, Table, insert
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 
 Row = tuple[Any, ...]
@@ -136,3 +137,50 @@ class Bulk:
 
     def _list(self, values: Collection[Any]) -> Any:
         return list(values) if self.postgresql else json.dumps(list(values))
+
+
+def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """A few rows from a busy write path (all with the same keys, values as SQLAlchemy takes
+    them) inserted in one round trip: COPY on PostgreSQL, where a Core executemany sends one
+    statement per row and its handling costs more than the rows; a Core executemany on
+    SQLite, where statements do not cross a network. Each value passes its column type's
+    bind processing, as it would through SQLAlchemy (UTC times checked, JSON serialised)."""
+    if not rows:
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    if dialect.name != "postgresql":
+        connection.execute(insert(table), list(rows))
+        return
+    columns = list(rows[0])
+    processors = [_bind_processor(table, column, dialect) for column in columns]
+    quote = dialect.identifier_preparer.quote
+    statement = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    driver: Any = connection.connection.dbapi_connection
+    dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                values = (row[column] for column in columns)
+                copy.write_row(
+                    [
+                        value if process is None else process(value)
+                        for value, process in zip(values, processors, strict=True)
+                    ]
+                )
+    except dbapi_error as error:
+        # As SQLAlchemy would raise it (a duplicate is an IntegrityError, a NUL byte a
+        # DataError), for the callers that tell them apart.
+        raise DBAPIError.instance(statement, None, error, dbapi_error) from error
+    except (TypeError, ValueError) as error:  # a value its column type refuses
+        raise StatementError(str(error), statement, None, error) from error
+
+
+_PROCESSORS: dict[tuple[str, str, str], Callable[[Any], Any] | None] = {}
+
+
+def _bind_processor(table: Table, column: str, dialect: Dialect) -> Callable[[Any], Any] | None:
+    key = (dialect.name, table.name, column)
+    if key not in _PROCESSORS:
+        _PROCESSORS[key] = table.c[column].type.dialect_impl(dialect).bind_processor(dialect)
+    return _PROCESSORS[key]

@@ -21,6 +21,7 @@ from sqlalchemy import Table, bindparam, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from partage.audit.models import AuditChainHead, AuditEvent
+from partage.bulk import insert_rows
 from partage.db import utcnow
 from partage.ops.context import client_ip_var, request_id_var
 
@@ -129,7 +130,6 @@ _SELECT_HEAD = (
     .with_for_update()
 )
 _INSERT_HEAD = insert(_HEAD)
-_INSERT_EVENTS = insert(_EVENTS)
 _UPDATE_HEAD = (
     update(_HEAD)
     .where(_HEAD.c.chain == bindparam("head_chain"))
@@ -176,7 +176,7 @@ def _write_pending(session: Session) -> None:
         row["hash"] = chain_hash(key, row)
         rows.append(row)
         last_seq, last_hash = row["seq"], row["hash"]
-    connection.execute(_INSERT_EVENTS, rows)
+    insert_rows(session, _EVENTS, rows)
     connection.execute(
         _UPDATE_HEAD, {"head_chain": MAIN_CHAIN, "new_seq": last_seq, "new_hash": last_hash}
     )

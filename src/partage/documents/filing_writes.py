@@ -10,12 +10,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, insert, update
+from sqlalchemy import CursorResult, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from partage.access.decision import Decision
 from partage.audit.actions import record
+from partage.bulk import insert_rows
 from partage.db import utcnow
 from partage.documents.models import (
     DocumentContent,
@@ -122,6 +123,10 @@ class _Rows:
     members: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _table(model: type[Any]) -> Table:
+    return cast(Table, model.__table__)
+
+
 def not_current(document: NewDocument, status: str) -> SubmissionError:
     return SubmissionError(
         f"the document replaced is {status}, not current",
@@ -145,16 +150,11 @@ def write_deposits(session: Session, plans: list[DepositPlan]) -> list[DepositRe
         )
         for plan, result in zip(plans, results, strict=True)
     ]
-    connection = session.connection()
-    for model, values in (
-        (SubmissionSet, rows.sets),
-        (Folder, rows.folders),
-        (DocumentEntry, rows.entries),
-        (DocumentRelation, rows.relations),
-        (FolderMember, rows.members),
-    ):
-        if values:
-            connection.execute(insert(cast(Table, model.__table__)), values)
+    insert_rows(session, _table(SubmissionSet), rows.sets)
+    insert_rows(session, _table(Folder), rows.folders)
+    insert_rows(session, _table(DocumentEntry), rows.entries)
+    insert_rows(session, _table(DocumentRelation), rows.relations)
+    insert_rows(session, _table(FolderMember), rows.members)
     return results
 
 
