@@ -46,12 +46,14 @@ def _event(chain: str, seq: int, **changes: Any) -> dict[str, Any]:
 def test_rows_are_stored_as_sqlalchemy_would(platform: Platform) -> None:
     chain = f"t-{uuid.uuid4().hex[:12]}"
     with transaction(platform.sessions) as session:
-        insert_rows(session, EVENTS, [_event(chain, 1), _event(chain, 2, detail={})])
+        insert_rows(
+            session, EVENTS, [_event(chain, 1), _event(chain, 2, detail={}), _event(chain, 3)]
+        )
     with platform.read_sessions() as session:
         rows = session.scalars(
             select(AuditEvent).where(AuditEvent.chain == chain).order_by(AuditEvent.seq)
         ).all()
-    assert [r.seq for r in rows] == [1, 2]
+    assert [r.seq for r in rows] == [1, 2, 3]
     assert rows[0].occurred_at == datetime(2026, 12, 5, 8, 30, tzinfo=UTC)
     assert rows[0].actor_label == "Été ñ ✓"
     assert rows[0].detail == {"nested": {"list": [1, "deux", None]}, "accent": "déjà"}
@@ -63,13 +65,14 @@ def test_refusals_are_sqlalchemy_errors_and_roll_back(platform: Platform) -> Non
     with transaction(platform.sessions) as session:
         insert_rows(session, EVENTS, [_event(chain, 1)])
     with pytest.raises(IntegrityError), transaction(platform.sessions) as session:
-        insert_rows(session, EVENTS, [_event(chain, 2), _event(chain, 1)])
+        insert_rows(session, EVENTS, [_event(chain, 2), _event(chain, 3), _event(chain, 1)])
     naive = datetime(2026, 12, 5, 9, 30)  # refused, as the column type refuses it
     with pytest.raises(StatementError), transaction(platform.sessions) as session:
-        insert_rows(session, EVENTS, [_event(chain, 3, occurred_at=naive)])
+        insert_rows(session, EVENTS, [_event(chain, n, occurred_at=naive) for n in (5, 6, 7)])
     if platform.engine.dialect.name == "postgresql":
         with pytest.raises(DataError), transaction(platform.sessions) as session:
-            insert_rows(session, EVENTS, [_event(chain, 4, actor_label="a\x00b")])
+            rows = [_event(chain, n, actor_label="a\x00b") for n in (8, 9, 10)]
+            insert_rows(session, EVENTS, rows)
     with platform.read_sessions() as session:
         seqs = session.scalars(select(AuditEvent.seq).where(AuditEvent.chain == chain)).all()
     assert seqs == [1]

@@ -139,17 +139,21 @@ class Bulk:
         return list(values) if self.postgresql else json.dumps(list(values))
 
 
+COPY_FROM = 3
+
+
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """A few rows from a busy write path (all with the same keys, values as SQLAlchemy takes
-    them) inserted in one round trip: COPY on PostgreSQL, where a Core executemany sends one
-    statement per row and its handling costs more than the rows; a Core executemany on
-    SQLite, where statements do not cross a network. Each value passes its column type's
-    bind processing, as it would through SQLAlchemy (UTC times checked, JSON serialised)."""
+    them): by COPY on PostgreSQL from `COPY_FROM` rows on (a Core executemany sends one
+    statement per row, and its handling costs more than the rows; a COPY costs two round
+    trips, more than one INSERT of a single row); otherwise a Core insert (SQLite's
+    statements do not cross a network). Each value passes its column type's bind
+    processing, as it would through SQLAlchemy (UTC times checked, JSON serialised)."""
     if not rows:
         return
     connection = session.connection()
     dialect = connection.dialect
-    if dialect.name != "postgresql":
+    if dialect.name != "postgresql" or len(rows) < COPY_FROM:
         connection.execute(insert(table), list(rows))
         return
     columns = list(rows[0])
