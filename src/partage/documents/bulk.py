@@ -30,12 +30,13 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from partage.access.decision import decide_deposit
 from partage.audit.actions import AuditEntry, new_entry, queue_entries
+from partage.bulk import insert_rows
 from partage.db import transaction, utcnow
 from partage.directory.models import Organization, Practitioner
 from partage.documents.deposit import prepare_submission
@@ -468,10 +469,9 @@ def _write_batch(
         if replaced is not None:
             report.replaced += 1
     written = _insert_contents(session, checked, staged, now)
-    session.execute(insert(_SETS), list(sets.values()))
-    session.execute(insert(_ENTRIES), entries)
-    if relations:
-        session.execute(insert(_RELATIONS), relations)
+    insert_rows(session, _SETS, list(sets.values()))
+    insert_rows(session, _ENTRIES, entries)
+    insert_rows(session, _RELATIONS, relations)
     if superseded:
         session.execute(
             update(_ENTRIES)
