@@ -42,6 +42,9 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
         # Swagger UI loads scripts from a CDN and inline: not under our CSP.
         docs_url=None,
         redoc_url=None,
+        # Our own metrics (/metrics) and request log (OperationsMiddleware); no OpenTelemetry
+        # exporter: FastAPI's own instrumentation would only cost every request its checks.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.platform = platform
     app.add_middleware(OperationsMiddleware, hsts=settings.behind_tls)
