@@ -27,7 +27,6 @@ from sqlalchemy.orm import Session
 from partage.access.decision import (
     Action,
     NotFound,
-    RecordGrant,
     decide,
     require,
 )
@@ -42,6 +41,7 @@ from partage.documents.filing import DeferredCaller
 from partage.documents.filing_writes import record_refused_deposit
 from partage.documents.mhd import parse_provide_bundle, security_labels, transaction_response
 from partage.documents.models import DocumentEntry, DocumentStatus
+from partage.documents.reading import read_entry
 from partage.documents.repository import ContentCorrupted
 from partage.documents.submission import (
     SubmissionError,
@@ -302,39 +302,15 @@ def _search(request: Request, principal: Principal, items: list[tuple[str, str]]
 
 def _entry_for_reader(
     session: Session, principal: Principal, entry_id: str, *, action: str
-) -> tuple[DocumentEntry, RecordGrant, uuid.UUID]:
+) -> DocumentEntry:
     """The entry, once the decision admits it for the caller; NotFound (audited) otherwise."""
     require(session, principal, Action.document_read, entity_type="DocumentReference")
     try:
         entry = service.get_entry(session, uuid.UUID(entry_id))
     except ValueError:
         entry = None
-    access = service.entry_access(session, principal, entry) if entry else None
-    subject, grant = access or (None, None)
-    if entry is None or subject is None or grant is None or not grant.admits(service.facts(entry)):
-        # Committed although the request fails: a refused read is part of the trace.
-        record(
-            session,
-            actor=principal.actor,
-            action=action,
-            outcome="not_found" if entry is None else "denied",
-            entity_type="DocumentReference",
-            entity_id=entry_id[:128],
-            person_id=str(subject.person_id) if subject is not None else None,
-            detail={"reason": grant.decision.reason} if grant is not None else {},
-        )
-        session.commit()
-        raise NotFound()
-    record(
-        session,
-        actor=principal.actor,
-        action=action,
-        entity_type="DocumentReference",
-        entity_id=str(entry.id),
-        person_id=str(subject.person_id),
-        basis=grant.decision.basis_code,
-    )
-    return entry, grant, subject.person_id
+    entry, _, _ = read_entry(session, principal, entry, action=action, entity_id=entry_id[:128])
+    return entry
 
 
 @router.get("/DocumentReference/{entry_id}")
@@ -342,7 +318,7 @@ def read_document(entry_id: str, request: Request, principal: BearerPrincipal) -
     platform = get_platform(request)
     check_scopes(principal, "DocumentReference", "r")
     with transaction(platform.sessions) as session:
-        entry, _, _ = _entry_for_reader(session, principal, entry_id, action="document.read")
+        entry = _entry_for_reader(session, principal, entry_id, action="document.read")
         rendered = document_references(session, [entry], base=_base(platform))[0]
     return fhir_response(
         rendered, headers={"ETag": f'W/"{entry.version}-{entry.updated_at.timestamp()}"'}
@@ -359,7 +335,7 @@ def retrieve(entry_id: str, request: Request, principal: BearerPrincipal) -> Res
     check_scopes(principal, "Binary", "r")
     range_header = request.headers.get("range")
     with transaction(platform.sessions) as session:
-        entry, _, _ = _entry_for_reader(session, principal, entry_id, action="document.retrieve")
+        entry = _entry_for_reader(session, principal, entry_id, action="document.retrieve")
         content = service.content_of(session, entry)
         session.expunge_all()
     if content is None:

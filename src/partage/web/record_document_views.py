@@ -10,14 +10,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from partage.access.decision import (
-    NotFound,
-)
-from partage.audit.actions import record
 from partage.documents import service
 from partage.documents.cda import InvalidCda
 from partage.documents.cda_render import Attachment, render_cda
 from partage.documents.models import DocumentEntry, DocumentStatus
+from partage.documents.reading import read_entry
 from partage.documents.repository import Repository
 from partage.documents.submission import (
     CDA_MIME_TYPES,
@@ -51,41 +48,15 @@ def document_for_reader(
     """The entry, in this person's record and admitted by the decision for the reader, its
     read audited; NotFound (audited) otherwise, whichever of these failed."""
     entry = service.get_entry(session, entry_id) if is_reader(principal) else None
-    access = service.entry_access(session, principal, entry) if entry else None
-    subject, grant = access or (None, None)
-    requested = service.subject_of(session, person_id)
-    if (
-        entry is None
-        or subject is None
-        or grant is None
-        or requested is None
-        or requested.person_id != subject.person_id
-        or not grant.admits(service.facts(entry))
-    ):
-        record(
-            session,
-            actor=principal.actor,
-            action=action,
-            outcome="not_found" if entry is None else "denied",
-            entity_type="DocumentReference",
-            entity_id=str(entry_id),
-            person_id=str(subject.person_id) if subject is not None else None,
-            detail={
-                "channel": "portal",
-                **({"reason": grant.decision.reason} if grant is not None else {}),
-            },
-        )
-        session.commit()
-        raise NotFound()
-    record(
+    entry, subject, grant = read_entry(
         session,
-        actor=principal.actor,
+        principal,
+        entry,
         action=action,
-        entity_type="DocumentReference",
-        entity_id=str(entry.id),
-        person_id=str(subject.person_id),
-        basis=grant.decision.basis_code,
-        detail={"channel": "portal", **(detail or {})},
+        entity_id=str(entry_id),
+        person_id=person_id,
+        channel="portal",
+        detail=detail,
     )
     return entry, RecordAccess(subject, grant)
 
