@@ -171,29 +171,29 @@ def file_deposits(
 ) -> list[DepositResult | Exception]:
     """Check and file submissions in the caller's transaction: each one's result, or the
     error that refused it (it wrote nothing). An error of the database fails them all."""
-    results: list[DepositResult | Exception | None] = [None] * len(requests)
     principals = _confirm_callers(session, requests)
     registered = Registered.read(
         session, [r for r, p in zip(requests, principals, strict=True) if isinstance(p, Principal)]
     )
-    planned: list[tuple[int, DepositPlan]] = []
-    for index, (request, principal) in enumerate(zip(requests, principals, strict=True)):
+    # Each submission's error, or None where it is planned (its result comes from the write).
+    refusals: list[Exception | None] = []
+    plans: list[DepositPlan] = []
+    for request, principal in zip(requests, principals, strict=True):
         if not isinstance(principal, Principal):
-            results[index] = principal
+            refusals.append(principal)
             continue
         try:
             plan = plan_deposit(
                 session, principal=principal, request=request, registered=registered
             )
         except SubmissionError as error:
-            results[index] = error
+            refusals.append(error)
             continue
         registered.add(plan)
-        planned.append((index, plan))
-    written = write_deposits(session, [plan for _, plan in planned])
-    for (index, _), result in zip(planned, written, strict=True):
-        results[index] = result
-    return [r for r in results if r is not None]
+        plans.append(plan)
+        refusals.append(None)
+    written = iter(write_deposits(session, plans))
+    return [next(written) if refusal is None else refusal for refusal in refusals]
 
 
 def file_deposit(session: Session, request: DepositRequest) -> DepositResult:
