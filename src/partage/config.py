@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
 
+    # Processes scoring a large identity file against the known territory during
+    # `partage identities import`; unset: one per CPU but one (at most four).
+    identity_import_workers: int | None = Field(default=None, ge=0, le=16)
+
     log_level: str = "INFO"
     log_json: bool = True
     demo: bool = False

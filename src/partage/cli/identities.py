@@ -83,6 +83,7 @@ def import_command(
                         stream=reader,
                         actor=operator().actor,
                         progress=progress,
+                        workers=platform.settings.identity_import_workers,
                     )
             except UnreadableFile as error:
                 fail(f"{file.name}: {error}")

@@ -14,10 +14,10 @@ B, B like C, A unlike C).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from partage.identity.features import (
     ADDRESS,
@@ -65,8 +65,9 @@ class Rule(StrEnum):
     not_duplicate = "marked as not a duplicate"
 
 
-@dataclass(frozen=True)
-class PairJudgement:
+class PairJudgement(NamedTuple):
+    """A pair's score and what the rules say of it (a tuple: one per candidate pair)."""
+
     score: PairScore
     rule: Rule | None = None
     certain: bool = False  # the rule links
@@ -189,41 +190,69 @@ def person_standing(judgements: Sequence[PairJudgement], model: MatchModel) -> V
     return Verdict.review if best >= model.lower else Verdict.new
 
 
+class Candidate(NamedTuple, Generic[P, R]):
+    """A person that may receive the incoming identity, with its best pair."""
+
+    weight: float
+    person: P
+    record: R  # the person's record the incoming one resembles most
+    judgement: PairJudgement
+    standing: Verdict  # link or review
+    certain: bool  # a rule links (same qualified INS)
+
+
+def candidate(
+    person: P, pairs: Sequence[tuple[R, PairJudgement]], model: MatchModel
+) -> Candidate[P, R] | None:
+    """What one person is to the incoming identity; None when it is not a candidate at all
+    (a rule excludes it, or too little resemblance)."""
+    standing = person_standing([j for _, j in pairs], model)
+    if standing is None or standing is Verdict.new:
+        return None
+    record, best = max(pairs, key=lambda pair: pair[1].weight)
+    certain = any(j.certain for _, j in pairs)
+    return Candidate(best.weight, person, record, best, standing, certain)
+
+
 def decide_person(
     pairs_by_person: Mapping[P, Sequence[tuple[R, PairJudgement]]], model: MatchModel
 ) -> Outcome[P, R]:
     """Link to one person, queue for review, or start a new person."""
-    certain: list[tuple[float, P, R, PairJudgement]] = []
-    linkable: list[tuple[float, P, R, PairJudgement]] = []
-    reviewable: list[tuple[float, P, R, PairJudgement]] = []
-    for person, pairs in pairs_by_person.items():
-        standing = person_standing([j for _, j in pairs], model)
-        if standing is None or standing is Verdict.new:
-            continue
-        best_record, best = max(pairs, key=lambda pair: pair[1].weight)
-        entry = (best.weight, person, best_record, best)
-        if any(j.certain for _, j in pairs):
-            certain.append(entry)
-        elif standing is Verdict.link:
-            linkable.append(entry)
+    return choose(
+        found
+        for person, pairs in pairs_by_person.items()
+        if (found := candidate(person, pairs, model)) is not None
+    )
+
+
+def choose(candidates: Iterable[Candidate[P, R]]) -> Outcome[P, R]:
+    """The outcome from the candidate persons: a certain link first (a qualified INS), else
+    the best linkable person; the others, best first, for review (at most MAX_REVIEWS)."""
+    certain: list[Candidate[P, R]] = []
+    linkable: list[Candidate[P, R]] = []
+    reviewable: list[Candidate[P, R]] = []
+    for found in candidates:
+        if found.certain:
+            certain.append(found)
+        elif found.standing is Verdict.link:
+            linkable.append(found)
         else:
-            reviewable.append(entry)
+            reviewable.append(found)
     chosen = max(certain, key=_by_weight, default=None) or max(
         linkable, key=_by_weight, default=None
     )
     others = sorted(
-        (entry for entry in certain + linkable + reviewable if entry is not chosen),
+        (found for found in certain + linkable + reviewable if found is not chosen),
         key=_by_weight,
         reverse=True,
     )[:MAX_REVIEWS]
-    reviews = [ReviewItem(person, record, judgement) for _, person, record, judgement in others]
+    reviews = [ReviewItem(found.person, found.record, found.judgement) for found in others]
     if chosen is not None:
-        _, person, record, judgement = chosen
-        return Outcome(Verdict.link, person, record, judgement, reviews)
+        return Outcome(Verdict.link, chosen.person, chosen.record, chosen.judgement, reviews)
     if reviews:
         return Outcome(Verdict.review, reviews=reviews)
     return Outcome(Verdict.new)
 
 
-def _by_weight(entry: tuple[float, object, object, PairJudgement]) -> float:
-    return entry[0]
+def _by_weight(found: Candidate[Any, Any]) -> float:
+    return found.weight

@@ -55,13 +55,17 @@ class MemoryIndex:
         self.members: dict[int, list[int]] = {}
 
     def add(self, index: int, features: Features, person: int) -> None:
-        for name, value in zip(KEY_COLUMNS, stored_keys(features), strict=True):
-            if value is not None:
-                self.columns[name].setdefault(value, []).append(index)
+        self.add_keys(index, features)
         while len(self.person_of) <= index:
             self.person_of.append(-1)
         self.person_of[index] = person
         self.members.setdefault(person, []).append(index)
+
+    def add_keys(self, index: int, features: Features) -> None:
+        """Make an identity findable by its keys (its person is recorded elsewhere)."""
+        for name, value in zip(KEY_COLUMNS, stored_keys(features), strict=True):
+            if value is not None:
+                self.columns[name].setdefault(value, []).append(index)
 
     def candidates(self, features: Features, keys: Collection[str] | None = None) -> set[int]:
         found: set[int] = set()

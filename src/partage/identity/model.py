@@ -15,7 +15,7 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from partage.identity.features import (
     COMPARISONS,
@@ -106,8 +106,9 @@ class Contribution:
     weight: float
 
 
-@dataclass(frozen=True)
-class PairScore:
+class PairScore(NamedTuple):
+    """A pair's levels and weights (a tuple: one is made for every candidate pair)."""
+
     levels: Levels
     weight: float
     weights: tuple[float, ...]
@@ -158,7 +159,8 @@ class MatchModel:
     ) -> PairScore:
         levels = compare(a, b)
         weights = [
-            self.weights[i][level] if level is not None else 0.0 for i, level in enumerate(levels)
+            0.0 if level is None else row[level]
+            for row, level in zip(self.weights, levels, strict=True)
         ]
         if frequencies is not None and frequencies.total >= MIN_TF_POPULATION:
             if levels[FAMILY] == FAMILY_IDENTICAL:
