@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     argon2_parallelism: int = 4
 
     # Processes scoring a large identity file against the known territory during
-    # `partage identities import`; unset: one per CPU but one (at most four).
+    # `partage identities import`; unset: one per CPU (at most four, none on one CPU).
     identity_import_workers: int | None = Field(default=None, ge=0, le=16)
 
     log_level: str = "INFO"

@@ -236,7 +236,7 @@ def import_identities(
     workers: int | None = None,
 ) -> IdentityImport:
     """Federate the file's rows. `workers`: processes scoring the new records against the
-    known territory (`known_scoring`); by default one per CPU but one, for large files."""
+    known territory (`known_scoring`); by default one per CPU, for large files."""
     report = IdentityImport()
     rows = list(parse_rows(stream, report))
     known = {
