@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from partage.db import transaction
+from partage.identity import known_scoring
 from partage.identity.engine import MemoryIndex
 from partage.identity.importer import import_identities
 from partage.identity.known_scoring import KnownScoring, WorkerFailed
@@ -101,3 +102,20 @@ def test_a_worker_that_dies_fails_the_import_instead_of_hanging() -> None:
     )
     with pytest.raises(WorkerFailed), scoring:
         list(scoring)
+
+
+def test_the_default_number_of_workers_fits_the_cpus_and_half_the_free_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gib = 2**30
+    monkeypatch.setattr(known_scoring.os, "sched_getaffinity", lambda _: set(range(8)))
+    monkeypatch.setattr(known_scoring, "_resident_bytes", lambda: 3 * gib)
+    monkeypatch.setattr(known_scoring, "_available_bytes", lambda: 64 * gib)
+    assert known_scoring.default_workers() == 4  # at most four
+    monkeypatch.setattr(known_scoring, "_available_bytes", lambda: 13 * gib)
+    assert known_scoring.default_workers() == 2  # two copies of 3 GiB in half of 13 GiB
+    monkeypatch.setattr(known_scoring, "_available_bytes", lambda: 5 * gib)
+    assert known_scoring.default_workers() == 0
+    monkeypatch.setattr(known_scoring.os, "sched_getaffinity", lambda _: {0})
+    monkeypatch.setattr(known_scoring, "_available_bytes", lambda: 64 * gib)
+    assert known_scoring.default_workers() == 0  # one CPU: the process does it all

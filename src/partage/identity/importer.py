@@ -28,17 +28,13 @@ from sqlalchemy.orm import Session
 from partage.audit.actions import Actor, record
 from partage.bulk import Bulk
 from partage.db import utcnow
-from partage.identity.blocking import KEY_COLUMNS, QUERY_COLUMNS, query_keys, stored_keys
-from partage.identity.decide import Candidate, Outcome, Verdict, candidate, choose, judge
-from partage.identity.engine import ESTIMATION_RECORDS, MAX_BLOCK, MemoryIndex, estimate_model
+from partage.identity.blocking import KEY_COLUMNS, stored_keys
+from partage.identity.decide import Verdict
+from partage.identity.engine import ESTIMATION_RECORDS, MemoryIndex, estimate_model
 from partage.identity.features import Features
 from partage.identity.ins import InvalidIns, ins_oid, validate_ins
-from partage.identity.known_scoring import (
-    MIN_RECORDS_FOR_WORKERS,
-    KnownScoring,
-    default_workers,
-)
-from partage.identity.model import MatchModel, TermFrequencies
+from partage.identity.known_scoring import KnownScoring, Placement
+from partage.identity.model import TermFrequencies
 from partage.identity.models import (
     Link,
     LinkMethod,
@@ -236,7 +232,8 @@ def import_identities(
     workers: int | None = None,
 ) -> IdentityImport:
     """Federate the file's rows. `workers`: processes scoring the new records against the
-    known territory (`known_scoring`); by default one per CPU, for large files."""
+    known territory (`known_scoring`); by default as many as the CPUs and the memory allow,
+    for large files."""
     report = IdentityImport()
     rows = list(parse_rows(stream, report))
     known = {
@@ -250,8 +247,6 @@ def import_identities(
     now = utcnow()
     if new:
         with _collector_paused():
-            if workers is None:
-                workers = default_workers() if len(new) >= MIN_RECORDS_FOR_WORKERS else 0
             _federate_new(session, establishment, new, actor, report, now, progress, workers)
     for done, (line, local_id, value) in enumerate(updates, start=1):
         try:
@@ -454,7 +449,7 @@ def _federate_new(
     report: IdentityImport,
     now: datetime,
     progress: Progress | None,
-    workers: int,
+    workers: int | None,
 ) -> None:
     index = MemoryIndex()
     person_number: dict[Any, int] = {}
@@ -491,7 +486,7 @@ def _federate_new(
     total = len(new)
     reviewed: set[tuple[Any, ...]] = set()
     chunk = _Chunk()
-    placement = _Placement(index, features, model, frequencies, known_persons=len(numbers))
+    placement = Placement(index, features, model, frequencies, known_persons=len(numbers))
     scoring = KnownScoring(
         index=index,
         features=features,
@@ -558,80 +553,6 @@ def _federate_new(
         if progress is not None:
             progress("writing", 0, 1)
     count_names(session, [features[count + n] for n in range(len(new))])
-
-
-class _Placement:
-    """Where each new record goes, in file order: its candidates among the known identities
-    (`KnownScoring`, scored ahead) completed with the file's own records and the known
-    persons they joined, which only the placement knows.
-
-    The territory's `index` keeps the known identities' keys only; the file's records are
-    found through keys of their own (`new`), and so are the known members of every known
-    person a record of the file joined (`touched`), which is scored whole here, its members
-    old and new, the ahead answer for it set aside. A key value is skipped as the scoring
-    skips it: by its number of known identities for those, of the file's for the file's.
-    """
-
-    def __init__(
-        self,
-        index: MemoryIndex,
-        features: Sequence[Features],
-        model: MatchModel,
-        frequencies: TermFrequencies,
-        *,
-        known_persons: int,
-    ) -> None:
-        self._index = index
-        self._features = features
-        self._model = model
-        self._frequencies = frequencies
-        self._known_persons = known_persons  # person numbers below this: known persons
-        self._touched: set[int] = set()
-        self._new = MemoryIndex()  # the file's records; persons and members: the territory's
-        self._new.person_of, self._new.members = index.person_of, index.members
-        self._touched_keys = MemoryIndex()  # the known members of touched persons
-
-    def place(self, i: int, known_found: list[Candidate[int, int]]) -> Outcome[int, int]:
-        f = self._features[i]
-        touched, members = self._touched, self._index.members
-        found = [c for c in known_found if c.person not in touched] if touched else known_found
-        person_of = self._index.person_of
-        for person in {person_of[j] for j in self._candidates(f)}:
-            pairs = [
-                (j, judge(f, self._features[j], self._model, self._frequencies))
-                for j in members[person]
-            ]
-            if (entry := candidate(person, pairs, self._model)) is not None:
-                found.append(entry)
-        return choose(found)
-
-    def _candidates(self, f: Features) -> set[int]:
-        found: set[int] = set()
-        known_columns, new_columns = self._index.columns, self._new.columns
-        touched_columns = self._touched_keys.columns if self._touched else None
-        for key, values in query_keys(f).items():
-            for column in QUERY_COLUMNS[key]:
-                new = new_columns[column]
-                for value in values:
-                    block = new.get(value)
-                    if block and len(block) <= MAX_BLOCK:
-                        found.update(block)
-                if touched_columns is None:
-                    continue
-                known, touched = known_columns[column], touched_columns[column]
-                for value in values:
-                    block = touched.get(value)
-                    if block and len(known.get(value, ())) <= MAX_BLOCK:
-                        found.update(block)
-        return found
-
-    def add(self, i: int, person: int) -> None:
-        """Record `i` placed in `person` (a known one, or one the file formed)."""
-        if person < self._known_persons and person not in self._touched:
-            self._touched.add(person)
-            for j in self._index.members[person]:
-                self._touched_keys.add_keys(j, self._features[j])
-        self._new.add(i, self._features[i], person)
 
 
 @contextmanager

@@ -3,18 +3,18 @@
 Placing a file's records is sequential — each record may join a person formed by an earlier
 record of the same file — but most of the work is not: scoring a record against the
 identities the territory already held when the import began reads nothing the import
-changes. That part is done here, in forked processes that each take every Nth chunk of
-records and hand back, in order, each record's candidate persons among the known ones
-(`decide.candidate`: its best pair and the person's standing). The placement
-(`importer._federate_new`) adds what only it knows: the file's own records and the known
-persons they joined, which it scores itself (a known person that received a record of the
-file is scored whole by the placement, never from a worker's answer).
+changes. `KnownScoring` does that part in forked processes that each take every Nth chunk
+of records and hand back, in order, each record's candidate persons among the known ones
+(`decide.candidate`: its best pair and the person's standing). `Placement`, in the
+importing process, adds what only it knows: the file's own records and the known persons
+they joined, which it scores itself (a known person that received a record of the file is
+scored whole by the placement, never from a worker's answer).
 
 A worker is forked once the territory's index, the model and the file's features exist,
 before the import starts any thread; it uses no database connection and leaves by
 `os._exit`, so nothing of the parent (connections, files, exit handlers) is run or closed
-twice. Without workers (one CPU, a small file) the same scoring runs in the process, record
-by record: the answers are the same either way.
+twice. Without workers (one CPU, a small file, little memory) the same scoring runs in the
+process, record by record: the answers are the same either way.
 """
 
 from __future__ import annotations
@@ -28,15 +28,16 @@ import sys
 import traceback
 from collections.abc import Iterator, Sequence
 
-from partage.identity.decide import Candidate, candidate, judge
-from partage.identity.engine import MemoryIndex
+from partage.identity.blocking import QUERY_COLUMNS, query_keys
+from partage.identity.decide import Candidate, Outcome, candidate, choose, judge
+from partage.identity.engine import MAX_BLOCK, MemoryIndex
 from partage.identity.features import Features
 from partage.identity.model import MatchModel, TermFrequencies
 
 # Records per message from a worker: large enough that pickling and the pipe cost little per
 # record, small enough that the placement does not wait long for the first one.
 CHUNK = 500
-# Below this many new records, forking costs more than it saves (`importer`'s default).
+# Below this many new records, forking costs more than it saves (the default).
 MIN_RECORDS_FOR_WORKERS = 5_000
 _LENGTH = struct.Struct("!Q")
 
@@ -65,14 +66,41 @@ def known_candidates(
 
 
 def default_workers() -> int:
-    """One worker per CPU, at most four; none on one CPU. (The placement and the database
-    writer share the CPUs with them: the placement waits for the workers a third of its
-    time with one fewer, measured on two CPUs.)"""
+    """As many workers as CPUs, at most four, none on one CPU (the placement and the database
+    writer share the CPUs with them: with one fewer, the placement waited for the workers a
+    third of its time, measured on two CPUs) — and no more than half the memory available
+    holds: each worker ends up with a private copy of most of the process (copy-on-write
+    pages are copied as soon as Python touches an object's reference count)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return min(4, cpus) if cpus > 1 else 0
+    wanted = min(4, cpus) if cpus > 1 else 0
+    size, available = _resident_bytes(), _available_bytes()
+    if wanted and size and available is not None:
+        wanted = min(wanted, available // 2 // size)
+    return wanted
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory (0 where /proc is not there)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _available_bytes() -> int | None:
+    """The memory the system can give without swapping (None where /proc is not there)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 class KnownScoring:
@@ -91,19 +119,26 @@ class KnownScoring:
         count: int,
         model: MatchModel,
         frequencies: TermFrequencies,
-        workers: int,
+        workers: int | None,
     ) -> None:
+        """`workers`: None for `default_workers()`, decided when entering (once the
+        process has its full size), for `MIN_RECORDS_FOR_WORKERS` records or more."""
         self._index = index
         self._features = features
         self._first = first
         self._count = count
         self._model = model
         self._frequencies = frequencies
-        self._workers = workers
+        self._requested = workers
+        self._workers = 0
         self._pids: list[int] = []
         self._pipes: list[int] = []
 
     def __enter__(self) -> KnownScoring:
+        if self._requested is not None:
+            self._workers = self._requested
+        elif self._count >= MIN_RECORDS_FOR_WORKERS:
+            self._workers = default_workers()
         for worker in range(self._workers):
             read, write = os.pipe()
             pid = os.fork()
@@ -182,3 +217,77 @@ def _read_exactly(fd: int, size: int) -> bytes:
         parts.append(part)
         size -= len(part)
     return b"".join(parts)
+
+
+class Placement:
+    """Where each new record goes, in file order: its candidates among the known identities
+    (`KnownScoring`, scored ahead) completed with the file's own records and the known
+    persons they joined, which only the placement knows.
+
+    The territory's `index` keeps the known identities' keys only; the file's records are
+    found through keys of their own (`new`), and so are the known members of every known
+    person a record of the file joined (`touched`), which is scored whole here, its members
+    old and new, the ahead answer for it set aside. A key value is skipped as the scoring
+    skips it: by its number of known identities for those, of the file's for the file's.
+    """
+
+    def __init__(
+        self,
+        index: MemoryIndex,
+        features: Sequence[Features],
+        model: MatchModel,
+        frequencies: TermFrequencies,
+        *,
+        known_persons: int,
+    ) -> None:
+        self._index = index
+        self._features = features
+        self._model = model
+        self._frequencies = frequencies
+        self._known_persons = known_persons  # person numbers below this: known persons
+        self._touched: set[int] = set()
+        self._new = MemoryIndex()  # the file's records; persons and members: the territory's
+        self._new.person_of, self._new.members = index.person_of, index.members
+        self._touched_keys = MemoryIndex()  # the known members of touched persons
+
+    def place(self, i: int, known_found: list[Candidate[int, int]]) -> Outcome[int, int]:
+        f = self._features[i]
+        touched, members = self._touched, self._index.members
+        found = [c for c in known_found if c.person not in touched] if touched else known_found
+        person_of = self._index.person_of
+        for person in {person_of[j] for j in self._candidates(f)}:
+            pairs = [
+                (j, judge(f, self._features[j], self._model, self._frequencies))
+                for j in members[person]
+            ]
+            if (entry := candidate(person, pairs, self._model)) is not None:
+                found.append(entry)
+        return choose(found)
+
+    def _candidates(self, f: Features) -> set[int]:
+        found: set[int] = set()
+        known_columns, new_columns = self._index.columns, self._new.columns
+        touched_columns = self._touched_keys.columns if self._touched else None
+        for key, values in query_keys(f).items():
+            for column in QUERY_COLUMNS[key]:
+                new = new_columns[column]
+                for value in values:
+                    block = new.get(value)
+                    if block and len(block) <= MAX_BLOCK:
+                        found.update(block)
+                if touched_columns is None:
+                    continue
+                known, touched = known_columns[column], touched_columns[column]
+                for value in values:
+                    block = touched.get(value)
+                    if block and len(known.get(value, ())) <= MAX_BLOCK:
+                        found.update(block)
+        return found
+
+    def add(self, i: int, person: int) -> None:
+        """Record `i` placed in `person` (a known one, or one the file formed)."""
+        if person < self._known_persons and person not in self._touched:
+            self._touched.add(person)
+            for j in self._index.members[person]:
+                self._touched_keys.add_keys(j, self._features[j])
+        self._new.add(i, self._features[i], person)
