@@ -94,7 +94,7 @@ def test_a_worker_that_dies_fails_the_import_instead_of_hanging() -> None:
     scoring = KnownScoring(
         index=MemoryIndex(),
         features=Broken(),  # type: ignore[arg-type]
-        first=0,
+        first=5,
         count=10,
         model=None,  # type: ignore[arg-type]
         frequencies=None,  # type: ignore[arg-type]

@@ -135,7 +135,9 @@ class KnownScoring:
         self._pipes: list[int] = []
 
     def __enter__(self) -> KnownScoring:
-        if self._requested is not None:
+        if self._first == 0:
+            self._workers = 0  # an empty territory: nothing to score ahead
+        elif self._requested is not None:
             self._workers = self._requested
         elif self._count >= MIN_RECORDS_FOR_WORKERS:
             self._workers = default_workers()
