@@ -24,7 +24,6 @@ import os
 import pickle
 import signal
 import struct
-import sys
 import traceback
 from collections.abc import Iterator, Sequence
 
@@ -178,6 +177,8 @@ class KnownScoring:
 
     def _serve(self, worker: int, write: int) -> None:
         code = 0
+        # An interrupted import is the parent's to handle: it kills its workers on the way out.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             for read in self._pipes:  # earlier workers' pipes, inherited: not this one's
                 os.close(read)
@@ -192,8 +193,10 @@ class KnownScoring:
         except BrokenPipeError:
             code = 0  # the placement stopped reading: it failed or is done
         except BaseException:
-            traceback.print_exc(file=sys.stderr)
-            sys.stderr.flush()
+            # Straight to the file descriptor: a thread of the parent (a progress display)
+            # may have held `sys.stderr`'s lock at the fork, and nothing would release it.
+            with contextlib.suppress(OSError):
+                _write_all(2, traceback.format_exc().encode(errors="replace"))
             code = 1
         finally:
             os._exit(code)
