@@ -24,7 +24,7 @@ from sqlalchemy import select
 from partage.audit.models import AuditEvent
 from partage.db import transaction
 from partage.documents.deposit import deposit
-from partage.documents.models import RelationKind
+from partage.documents.models import DocumentEntry, RelationKind
 from partage.documents.submission import (
     LOINC,
     MASQUE_PS,
@@ -504,6 +504,42 @@ def test_a_city_doctor_adds_a_document_to_the_record(
         headers=HTML,
     )
     assert forged.status_code == 403
+
+
+def test_a_document_added_hidden_from_the_patient_keeps_its_visibility(
+    client: TestClient, territory: Territory, make_account: MakeAccount
+) -> None:
+    page = reader(client, make_account, territory.practice, territory.record)
+    assert "Non visible par le patient" in text_of(page)
+    title = f"Résultat à annoncer {uuid.uuid4().hex[:6]}"
+    added = client.post(
+        f"{territory.record}/documents",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "type": "11502-2",
+            "titre": title,
+            "invisible_patient": "1",
+        },
+        files={"fichier": ("r.pdf", pdf([title], seed=title), "application/pdf")},
+        headers=HTML,
+    )
+    assert added.status_code == 200 and added.url.params.get("ajoute") == "1"
+    with transaction(territory.platform.sessions) as session:
+        entry = session.scalars(select(DocumentEntry).where(DocumentEntry.title == title)).one()
+        assert (entry.invisible_patient, entry.invisible_legal_reps, entry.masked_ps) == (
+            True, False, False,
+        )  # fmt: skip
+
+    # A refused form keeps what was ticked.
+    refused = client.post(
+        f"{territory.record}/documents",
+        data={"csrf_token": csrf_of(page.text), "type": "", "invisible_representants": "1"},
+        files={"fichier": ("a.txt", b"texte", "text/plain")},
+        headers=HTML,
+    )
+    assert refused.status_code == 422
+    assert re.search(r'name="invisible_representants"[^>]*checked', refused.text)
+    assert not re.search(r'name="invisible_patient"[^>]*checked', refused.text)
 
 
 def test_no_deposit_form_without_an_identity_in_ones_establishment(

@@ -16,6 +16,8 @@ from partage.access.decision import (
 from partage.documents import service
 from partage.documents.filing_writes import record_refused_deposit
 from partage.documents.submission import (
+    INVISIBLE_PATIENT,
+    INVISIBLE_REPRESENTANTS_LEGAUX,
     LOINC,
     MAX_DOCUMENT_BYTES,
     AuthorRef,
@@ -51,6 +53,19 @@ class DepositForm:
     type: str = ""
     title: str = ""
     date: str = ""
+    # Visibility at deposit (PDSm codes): a result to be announced at a consultation first,
+    # or a document the patient's legal representatives must not see.
+    hidden_from_patient: bool = False
+    hidden_from_legal_representatives: bool = False
+
+    @property
+    def visibility(self) -> frozenset[str]:
+        codes = set()
+        if self.hidden_from_patient:
+            codes.add(INVISIBLE_PATIENT)
+        if self.hidden_from_legal_representatives:
+            codes.add(INVISIBLE_REPRESENTANTS_LEGAUX)
+        return frozenset(codes)
 
     def type_options(self, locale: str) -> list[Option]:
         return [
@@ -137,6 +152,7 @@ def portal_submission(
                 title=title or None,
                 creation_time=created,
                 authors=[author],
+                visibility=form.visibility,
                 where="document",
             )
         ],

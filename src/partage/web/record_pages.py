@@ -210,6 +210,8 @@ def add_document(
     type: FormText = "",
     titre: FormText = "",
     date: FormText = "",
+    invisible_patient: FormText = "",
+    invisible_representants: FormText = "",
     csrf_token: FormText = "",
 ) -> Response:
     """A document added by a professional of an establishment holding an identity of the
@@ -222,7 +224,13 @@ def add_document(
         return error_page(request, "csrf", 403)
     platform = get_platform(request)
     locale = request_locale(request)
-    form = deposit_views.DepositForm(type=type.strip(), title=titre, date=date.strip())
+    form = deposit_views.DepositForm(
+        type=type.strip(),
+        title=titre,
+        date=date.strip(),
+        hidden_from_patient=bool(invisible_patient),
+        hidden_from_legal_representatives=bool(invisible_representants),
+    )
     # One byte more than accepted is enough to know it is too much.
     data = fichier.file.read(MAX_DOCUMENT_BYTES + 1) if fichier is not None else b""
     problem: str | None = None
