@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 
 from partage.identity.blocking import KEY_COLUMNS, QUERY_COLUMNS, query_keys, stored_keys
 from partage.identity.decide import (
+    Candidate,
     Outcome,
-    PairJudgement,
     ReviewItem,
     Verdict,
-    decide_person,
+    candidate,
+    choose,
     judge,
 )
 from partage.identity.features import BIRTH_DATE, FAMILY, GIVEN, Features, Levels, compare
@@ -68,16 +69,49 @@ class MemoryIndex:
                 self.columns[name].setdefault(value, []).append(index)
 
     def candidates(self, features: Features, keys: Collection[str] | None = None) -> set[int]:
+        queries = query_keys(features)
+        if keys is not None:
+            queries = {key: values for key, values in queries.items() if key in keys}
+        return self.found(queries)
+
+    def found(
+        self, queries: dict[str, set[str]], *, sized_by: MemoryIndex | None = None
+    ) -> set[int]:
+        """The identities under these key values (`query_keys`). A value shared by more than
+        MAX_BLOCK identities is skipped — counted in `sized_by` when given (an index holding
+        these identities among others), in this index otherwise."""
         found: set[int] = set()
-        for key, values in query_keys(features).items():
-            if keys is not None and key not in keys:
-                continue
+        for key, values in queries.items():
             for column in QUERY_COLUMNS[key]:
                 index = self.columns[column]
+                if sized_by is None:
+                    for value in values:
+                        block = index.get(value)
+                        if block and len(block) <= MAX_BLOCK:
+                            found.update(block)
+                    continue
+                sizes = sized_by.columns[column]
                 for value in values:
                     block = index.get(value)
-                    if block and len(block) <= MAX_BLOCK:
+                    if block and len(sizes.get(value, ())) <= MAX_BLOCK:
                         found.update(block)
+        return found
+
+    def person_candidates(
+        self,
+        f: Features,
+        persons: Iterable[int],
+        features: Sequence[Features],
+        model: MatchModel,
+        frequencies: TermFrequencies,
+    ) -> list[Candidate[int, int]]:
+        """Those of `persons` that may receive `f`, each scored on all its members."""
+        found: list[Candidate[int, int]] = []
+        members = self.members
+        for person in persons:
+            pairs = [(j, judge(f, features[j], model, frequencies)) for j in members[person]]
+            if (entry := candidate(person, pairs, model)) is not None:
+                found.append(entry)
         return found
 
 
@@ -176,13 +210,8 @@ def place(
     model: MatchModel,
     frequencies: TermFrequencies,
 ) -> Outcome[int, int]:
-    candidate_persons = {index.person_of[j] for j in index.candidates(f)}
-    pairs: dict[int, list[tuple[int, PairJudgement]]] = {}
-    for person in candidate_persons:
-        pairs[person] = [
-            (j, judge(f, features[j], model, frequencies)) for j in index.members[person]
-        ]
-    return decide_person(pairs, model)
+    persons = {index.person_of[j] for j in index.candidates(f)}
+    return choose(index.person_candidates(f, persons, features, model, frequencies))
 
 
 def review_items(outcomes: Iterable[Outcome[int, int]]) -> list[ReviewItem[int, int]]:

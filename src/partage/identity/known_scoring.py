@@ -27,9 +27,9 @@ import struct
 import traceback
 from collections.abc import Iterator, Sequence
 
-from partage.identity.blocking import QUERY_COLUMNS, query_keys
-from partage.identity.decide import Candidate, Outcome, candidate, choose, judge
-from partage.identity.engine import MAX_BLOCK, MemoryIndex
+from partage.identity.blocking import query_keys
+from partage.identity.decide import Candidate, Outcome, choose
+from partage.identity.engine import MemoryIndex
 from partage.identity.features import Features
 from partage.identity.model import MatchModel, TermFrequencies
 
@@ -55,13 +55,8 @@ def known_candidates(
     frequencies: TermFrequencies,
 ) -> KnownCandidates:
     """The persons of `index` that may receive `f`, each with its best pair."""
-    found: KnownCandidates = []
-    person_of, members = index.person_of, index.members
-    for person in {person_of[j] for j in index.candidates(f)}:
-        pairs = [(j, judge(f, features[j], model, frequencies)) for j in members[person]]
-        if (entry := candidate(person, pairs, model)) is not None:
-            found.append(entry)
-    return found
+    persons = {index.person_of[j] for j in index.candidates(f)}
+    return index.person_candidates(f, persons, features, model, frequencies)
 
 
 def default_workers() -> int:
@@ -166,9 +161,12 @@ class KnownScoring:
             for n in range(self._count):
                 yield self._score(self._first + n)
             return
-        chunks = (self._count + CHUNK - 1) // CHUNK
-        for chunk in range(chunks):
+        for chunk in range(self._chunks):
             yield from self._receive(self._pipes[chunk % self._workers])
+
+    @property
+    def _chunks(self) -> int:
+        return (self._count + CHUNK - 1) // CHUNK
 
     def _score(self, i: int) -> KnownCandidates:
         return known_candidates(
@@ -182,8 +180,7 @@ class KnownScoring:
         try:
             for read in self._pipes:  # earlier workers' pipes, inherited: not this one's
                 os.close(read)
-            chunks = (self._count + CHUNK - 1) // CHUNK
-            for chunk in range(worker, chunks, self._workers):
+            for chunk in range(worker, self._chunks, self._workers):
                 start = self._first + chunk * CHUNK
                 end = min(start + CHUNK, self._first + self._count)
                 answer = pickle.dumps(
@@ -233,7 +230,8 @@ class Placement:
     found through keys of their own (`new`), and so are the known members of every known
     person a record of the file joined (`touched`), which is scored whole here, its members
     old and new, the ahead answer for it set aside. A key value is skipped as the scoring
-    skips it: by its number of known identities for those, of the file's for the file's.
+    skips it: by its number of known identities for those (`found(sized_by=)`), of the
+    file's for the file's.
     """
 
     def __init__(
@@ -257,37 +255,17 @@ class Placement:
 
     def place(self, i: int, known_found: list[Candidate[int, int]]) -> Outcome[int, int]:
         f = self._features[i]
-        touched, members = self._touched, self._index.members
+        touched = self._touched
         found = [c for c in known_found if c.person not in touched] if touched else known_found
-        person_of = self._index.person_of
-        for person in {person_of[j] for j in self._candidates(f)}:
-            pairs = [
-                (j, judge(f, self._features[j], self._model, self._frequencies))
-                for j in members[person]
-            ]
-            if (entry := candidate(person, pairs, self._model)) is not None:
-                found.append(entry)
+        queries = query_keys(f)
+        records = self._new.found(queries)
+        if touched:
+            records |= self._touched_keys.found(queries, sized_by=self._index)
+        persons = {self._index.person_of[j] for j in records}
+        found += self._index.person_candidates(
+            f, persons, self._features, self._model, self._frequencies
+        )
         return choose(found)
-
-    def _candidates(self, f: Features) -> set[int]:
-        found: set[int] = set()
-        known_columns, new_columns = self._index.columns, self._new.columns
-        touched_columns = self._touched_keys.columns if self._touched else None
-        for key, values in query_keys(f).items():
-            for column in QUERY_COLUMNS[key]:
-                new = new_columns[column]
-                for value in values:
-                    block = new.get(value)
-                    if block and len(block) <= MAX_BLOCK:
-                        found.update(block)
-                if touched_columns is None:
-                    continue
-                known, touched = known_columns[column], touched_columns[column]
-                for value in values:
-                    block = touched.get(value)
-                    if block and len(known.get(value, ())) <= MAX_BLOCK:
-                        found.update(block)
-        return found
 
     def add(self, i: int, person: int) -> None:
         """Record `i` placed in `person` (a known one, or one the file formed)."""
