@@ -182,6 +182,9 @@ function init(args)
   f:close()
   patients = tonumber(args[2])
   math.randomseed(os.time() + thread_id * 7919)
+  -- Drawn anew by each run (the warm-up is one): with the thread and the request counter,
+  -- every submission, document and content of a run differs from any earlier run's.
+  run_salt = math.random(0, 2^30 - 1)
   -- The template cut once at its placeholders: a request is a concatenation, not a
   -- search through 70 KB (the load generator must leave the cores to the server).
   local pos = 1
@@ -203,33 +206,34 @@ end
 local function mark(n, width)
   return string.format("%0" .. width .. "x", n)
 end
-local function content_mark(n)
+local function b64_digits(n, width)
   local out = {}
-  for i = 1, 16 do
-    local k = (n + i * 2654435761 + thread_id * 97) % 64
+  for i = width, 1, -1 do
+    local k = n % 64
     out[i] = string.sub(b64, k + 1, k + 1)
-    n = math.floor(n / 3) + i
+    n = math.floor(n / 64)
   end
   return table.concat(out)
 end
 request = function()
   counter = counter + 1
-  local unique = mark(thread_id, 8) .. mark(counter, 12) .. mark(math.random(0, 2^30), 12)
+  local unique = mark(run_salt, 8) .. mark(thread_id, 4) .. mark(counter, 16)
   local ipp = string.format("IPP-%06d", math.random(0, patients - 1))
   local out, documents, contents = {}, 0, 0
   for i = 1, #kinds do
     out[#out + 1] = pieces[i]
     local kind = kinds[i]
     if kind == "S" then
-      out[#out + 1] = unique
+      out[#out + 1] = unique .. "0000"
     elseif kind == "D" then
       documents = documents + 1
-      out[#out + 1] = string.sub(unique, 1, 28) .. string.format("%04x", documents)
+      out[#out + 1] = unique .. mark(documents, 4)
     elseif kind == "P" then
       out[#out + 1] = ipp
     else
       contents = contents + 1
-      out[#out + 1] = content_mark(counter * 100000 + contents * 1000 + thread_id)
+      out[#out + 1] = b64_digits(run_salt, 5) .. b64_digits(thread_id, 2)
+        .. b64_digits(counter * 64 + contents, 9)
     end
   end
   out[#out + 1] = pieces[#pieces]
@@ -355,6 +359,7 @@ def bench_api(
     platform = Platform.create(settings)
     with platform.read_sessions() as session:
         stored = session.scalar(select(func.count()).select_from(DocumentEntry)) or 0
+        contents = session.scalar(select(func.count()).select_from(DocumentContent)) or 0
     platform.close()
     return {
         "requests": int(total),
@@ -366,6 +371,7 @@ def bench_api(
         "p50_ms": int(p50_us) / 1000,
         "p95_ms": int(p95_us) / 1000,
         "stored": stored,
+        "contents": contents,
         "server_cpu": cpu,
         "server_system": system,
     }
@@ -460,7 +466,11 @@ def main() -> None:
             f"{api['server_cpu'] / max(1, api['documents']) * 1000:.2f} ms/document "
             f"(of which kernel {api['server_system'] / max(1, api['documents']) * 1000:.2f})"
         )
-        print(f"  stored: {api['stored']:,} documents (acknowledged during the warm-up and run)")
+        print(
+            f"  stored: {api['stored']:,} documents (acknowledged during the warm-up and run), "
+            f"{api['contents']:,} contents"
+            + ("" if api["contents"] == api["stored"] else " — some contents DEDUPLICATED")
+        )
         floor = bench_floor(Path(tmp), url, documents=args.floor_documents)
         print(
             f"  floor: {floor['per_second']:,.0f} documents/s (rows by executemany, 1,000 per "

@@ -64,9 +64,9 @@ class Platform:
         the portal is registered as a client of the provider."""
         self.signing_keys.ensure_and_load()
         bootstrap_portal_client(self.sessions, self.settings)
-        # What deposits interrupted by a crash left staged: finished or removed. Local
-        # files only (dead processes' staging areas: cheap, safe beside live processes);
-        # an object store is swept by `partage documents recover`.
+        # What deposits interrupted by a crash left in packs: given back. Local files
+        # only (dead processes' packs: cheap, safe beside live processes); an object store
+        # is swept by `partage documents recover`.
         if self.repository.is_local:
             self.repository.recover(self.sessions)
 

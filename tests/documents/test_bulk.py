@@ -35,6 +35,7 @@ from partage.security.models import Establishment
 from partage.security.principal import Principal, operator_principal
 from tests.conftest import build_platform, create_hospital, directory_practitioner, free_port
 from tests.documents import cda_samples
+from tests.documents.stored import contents_held, stored_bytes
 from tests.identity.factories import receive, traits, unique_family
 
 OPERATOR = operator_principal("bulk test")
@@ -94,11 +95,6 @@ def load(world: World, items: list[BulkDocument], **kwargs: Any) -> BulkReport:
     )
 
 
-def blob_files(world: World) -> list[Path]:
-    root = world.platform.settings.data_dir / "blobs"
-    return [p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".lock")]
-
-
 def counts(world: World) -> tuple[int, int, int]:
     with world.platform.read_sessions() as session:
         entries = session.scalar(select(func.count()).select_from(DocumentEntry)) or 0
@@ -117,7 +113,7 @@ def test_documents_are_filed_in_batches_encrypted_and_audited(world: World) -> N
     assert seen == [10, 20, 25]
     assert counts(world) == (25, 25, 25)
     # One stored object per content, none left staged, and each reads back as deposited.
-    assert len(blob_files(world)) == 25
+    assert contents_held(world.platform) == 25
     with world.platform.read_sessions() as session:
         entry = session.scalars(
             select(DocumentEntry).where(DocumentEntry.unique_id == items[7].document.unique_id)
@@ -129,8 +125,8 @@ def test_documents_are_filed_in_batches_encrypted_and_audited(world: World) -> N
         assert world.platform.repository.read(row) == items[7].document.content
         # Stored encrypted: the plain bytes are nowhere in the object (wherever the store
         # files it).
-        (stored,) = [p for p in blob_files(world) if p.name == row.storage_key]
-        assert items[7].document.content not in stored.read_bytes()
+        stored = stored_bytes(world.platform.settings.data_dir / "blobs", row.storage_key)
+        assert items[7].document.content not in stored
         chain = verify_chain(session, key=world.platform.audit_key)
         assert chain.ok, chain.reason
         persons = set(
@@ -151,7 +147,7 @@ def test_identical_contents_are_stored_once(world: World) -> None:
     assert report.contents_written == 1 and report.contents_shared == 4
     assert report_again.contents_written == 0 and report_again.contents_shared == 7
     assert counts(world) == (12, 1, 12)
-    assert len(blob_files(world)) == 1
+    assert contents_held(world.platform) == 1
 
 
 def test_a_refused_document_refuses_its_batch_only(world: World) -> None:
@@ -164,7 +160,7 @@ def test_a_refused_document_refuses_its_batch_only(world: World) -> None:
         load(world, items, batch_size=5)
     # The first batch is committed; nothing of the second, and no blob of it.
     assert counts(world) == (5, 5, 5)
-    assert len(blob_files(world)) == 5
+    assert contents_held(world.platform) == 5
     with world.platform.read_sessions() as session:
         chain = verify_chain(session, key=world.platform.audit_key)
     assert chain.ok
@@ -184,7 +180,7 @@ def test_the_deposit_checks_apply(world: World, change: dict[str, Any], message:
     with pytest.raises(SubmissionError, match=message):
         load(world, items)
     assert counts(world) == (0, 0, 0)
-    assert blob_files(world) == []
+    assert contents_held(world.platform) == 0
 
 
 def test_unknown_or_foreign_identities_are_refused(world: World) -> None:
@@ -194,7 +190,7 @@ def test_unknown_or_foreign_identities_are_refused(world: World) -> None:
     with pytest.raises(SubmissionError, match="identification domain"):
         load(world, [BulkDocument(world.patients[0], document(world, 1))], principal=other)
     assert counts(world) == (0, 0, 0)
-    assert blob_files(world) == []
+    assert contents_held(world.platform) == 0
 
 
 def test_versions_replace_within_and_across_batches(world: World) -> None:
@@ -246,7 +242,7 @@ def test_a_second_run_skips_what_is_stored(world: World) -> None:
     assert counts(world) == (8, 8, 8)
     with pytest.raises(SubmissionError, match="already stored"):
         load(world, items[:1])
-    assert len(blob_files(world)) == 8
+    assert contents_held(world.platform) == 8
 
 
 def test_a_content_stored_meanwhile_leaves_no_orphan(
@@ -264,7 +260,7 @@ def test_a_content_stored_meanwhile_leaves_no_orphan(
     report = load(world, [BulkDocument(world.patients[1], document(world, 2, content=shared))])
     assert (report.deposited, report.contents_written, report.contents_shared) == (1, 0, 1)
     assert counts(world) == (2, 1, 2)
-    assert len(blob_files(world)) == 1
+    assert contents_held(world.platform) == 1
 
 
 def test_cda_documents_are_completed_from_their_header(world: World) -> None:

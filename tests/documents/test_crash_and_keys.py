@@ -29,6 +29,7 @@ from partage.security import actions
 from partage.security.models import EstablishmentKind
 from partage.security.principal import operator_principal
 from tests.conftest import directory_practitioner, free_port, new_database
+from tests.documents.stored import unreleased_bytes
 from tests.identity.factories import receive, traits, unique_family
 
 OID = "1.2.250.1.999.88.1"
@@ -98,8 +99,8 @@ def _setup(data_dir: Path, url: str, port: int) -> tuple[str, str]:
 
 
 def _check_repository(data_dir: Path, url: str) -> int:
-    """Every row's content reads whole; every blob file is named by a row. Returns the
-    number of documents."""
+    """Every row's content reads whole; the store holds nothing else. Returns the number
+    of documents."""
     platform = Platform.create(Settings(data_dir=data_dir, database_url=url))
     try:
         with platform.read_sessions() as session:
@@ -108,16 +109,7 @@ def _check_repository(data_dir: Path, url: str) -> int:
         for content in contents:
             assert len(platform.repository.read(content)) == content.size
         assert {e.sha256 for e in entries} == {c.sha256 for c in contents}
-        blobs = data_dir / "blobs"
-        named = {c.storage_key for c in contents}
-        files = {p.name for p in blobs.rglob("*") if p.is_file() and "staging" not in p.parts}
-        assert files == named
-        staged = (
-            [p for p in (blobs / "staging").rglob("*") if p.is_file()]
-            if (blobs / "staging").exists()
-            else []
-        )
-        assert [p for p in staged if not p.name.endswith(".lock")] == []
+        assert unreleased_bytes(data_dir / "blobs", [c.storage_key for c in contents]) == 0
         return len(entries)
     finally:
         platform.close()

@@ -20,6 +20,7 @@ from partage.documents.models import DocumentContent, DocumentEntry, SubmissionS
 from partage.documents.synthetic import DOCUMENT_TYPES
 from partage.platform import Platform
 from partage.security.principal import operator_principal
+from tests.documents.stored import contents_held
 
 PROFESSIONALS = 400
 PATIENTS = 200
@@ -40,11 +41,6 @@ def demo(fresh_platform: Platform) -> Platform:
     )
     assert any("\nDocuments: filed" in line for line in announced), announced
     return fresh_platform
-
-
-def _blobs(platform: Platform) -> int:
-    root = platform.settings.data_dir / "blobs"
-    return sum(1 for p in root.rglob("*") if p.is_file() and not p.name.endswith(".lock"))
 
 
 def test_the_demo_files_documents_of_every_kind_once(demo: Platform) -> None:
@@ -69,7 +65,7 @@ def test_the_demo_files_documents_of_every_kind_once(demo: Platform) -> None:
     assert {code for code, *_ in DOCUMENT_TYPES} <= set(types)
     assert len(entries) > PATIENTS  # more than one document per patient on average
     assert audited == len(entries)
-    assert contents == _blobs(platform)
+    assert contents == contents_held(platform)
     assert any(e.status == "superseded" for e in entries)
     assert any(e.version == 2 for e in entries)
     assert any(e.masked_ps for e in entries)

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,6 +44,7 @@ from tests.conftest import (
     free_port,
     serving,
 )
+from tests.documents.stored import contents_held, pack_files
 from tests.identity.factories import receive, traits, unique_family
 from tests.interop.tokens import system_token
 
@@ -100,13 +100,8 @@ class Hospital:
             return (
                 session.scalar(select(func.count()).select_from(DocumentEntry)) or 0,
                 session.scalar(select(func.count()).select_from(DocumentContent)) or 0,
-                _blob_files(self.platform.settings.data_dir),
+                contents_held(self.platform),
             )
-
-
-def _blob_files(data_dir: Path) -> int:
-    """Content files, staged or in place (not a staging area's lock file)."""
-    return sum(1 for p in (data_dir / "blobs").rglob("*") if p.is_file() and p.suffix != ".lock")
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +193,7 @@ def test_deposit_find_and_retrieve(hospital: Hospital) -> None:
     assert tail.status_code == 206 and tail.content == content[-10:]
 
     # Stored encrypted: no file holds the plain bytes.
+    assert pack_files(hospital.platform.settings.data_dir / "blobs")
     for path in (hospital.platform.settings.data_dir / "blobs").rglob("*"):
         if path.is_file():
             assert content[:2000] not in path.read_bytes()

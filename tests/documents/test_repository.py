@@ -26,6 +26,7 @@ from partage.db import transaction
 from partage.documents import envelope
 from partage.documents.keys import KeyEncryptionKeys, UnknownKek
 from partage.documents.models import DocumentContent
+from partage.documents.packs import PackKey
 from partage.documents.repository import (
     SCHEME,
     ContentCorrupted,
@@ -45,6 +46,7 @@ from partage.documents.stores import (
 from partage.platform import Platform
 from partage.security.keyring import Keyring
 from tests.conftest import build_platform, free_port
+from tests.documents.stored import overwrite, pack_files, stored_bytes, unreleased_bytes
 
 SEGMENT = envelope.SEGMENT_SIZE
 SIZES = [0, 1, 1000, SEGMENT - 1, SEGMENT, SEGMENT + 1, 3 * SEGMENT + 17]
@@ -111,14 +113,16 @@ def store_root(repository: Repository) -> Path:
     return store.root
 
 
-def blob_files(repository: Repository) -> list[Path]:
-    root = store_root(repository)
-    return sorted(p for p in root.rglob("*") if p.is_file() and "staging" not in p.parts)
+def left_behind(repository: Repository, *rows: DocumentContent) -> int:
+    """Bytes the store still holds that none of `rows` names."""
+    return unreleased_bytes(store_root(repository), [r.storage_key for r in rows])
 
 
-def blob_path(repository: Repository, row: DocumentContent) -> Path:
-    key = row.storage_key
-    return store_root(repository) / key[:3] / key
+def forged_row(repository: Repository, row: DocumentContent, stored: bytes) -> DocumentContent:
+    """`row`, pointing at `stored` (written into the store as a content of its own)."""
+    store = repository.store
+    assert isinstance(store, LocalFileStore)
+    return DocumentContent(**{**_columns(row), "storage_key": store.append(stored)})
 
 
 # -- round trips ------------------------------------------------------------------------------
@@ -137,7 +141,8 @@ def test_round_trip(world: World, size: int) -> None:
     assert repository.read_range(row, 0, size) == content
     assert repository.read_range(row, size // 3, size) == content[size // 3 :]
     assert repository.read_range(row, 5, 10**9) == content[5:]
-    assert blob_path(repository, row).stat().st_size == envelope.Layout(size, SEGMENT).stored_size
+    stored = stored_bytes(store_root(repository), row.storage_key)
+    assert len(stored) == envelope.Layout(size, SEGMENT).stored_size
 
 
 def test_stream_yields_segments(world: World) -> None:
@@ -155,7 +160,8 @@ def test_same_content_is_stored_once(world: World) -> None:
     first = deposit(repository, world, content)
     second = deposit(repository, world, content)
     assert first.storage_key == second.storage_key
-    assert len(blob_files(repository)) == 1
+    (pack,) = pack_files(store_root(repository))
+    assert pack.stat().st_size == len(stored_bytes(store_root(repository), first.storage_key))
     # The second deposit found the row before writing anything.
     staged = repository.stage(repository.prepare(content))
     assert staged.written is False
@@ -163,9 +169,9 @@ def test_same_content_is_stored_once(world: World) -> None:
 
 
 def test_same_content_deposited_at_once_keeps_one_object(world: World) -> None:
-    # Both deposits stage before either commits: two objects, one row; the loser's goes.
+    # Both deposits stage before either commits: two copies, one row; the loser's goes.
     repository = world.repository("race")
-    content = os.urandom(3000)
+    content = os.urandom(30_000)
     staged = [repository.stage(repository.prepare(content)) for _ in range(2)]
     assert all(s.written for s in staged)
     for item in staged:
@@ -174,14 +180,14 @@ def test_same_content_deposited_at_once_keeps_one_object(world: World) -> None:
         repository.committed(item)
     row = stored_row(world, staged[0].prepared.sha256)
     assert row.storage_key == staged[0].prepared.storage_key
-    assert [p.name for p in blob_files(repository)] == [row.storage_key]
+    assert staged[1].prepared.storage_key != row.storage_key
+    assert left_behind(repository, row) == 0
     assert repository.read(row) == content
-    assert not list(staging_files(repository))
 
 
 def test_rollback_leaves_nothing(world: World) -> None:
     repository = world.repository("rollback")
-    content = os.urandom(2000)
+    content = os.urandom(20_000)
     with pytest.raises(RuntimeError, match="refused"):
         staged = repository.stage(repository.prepare(content))
         try:
@@ -191,8 +197,7 @@ def test_rollback_leaves_nothing(world: World) -> None:
         except BaseException:
             repository.abandoned(staged)
             raise
-    assert blob_files(repository) == []
-    assert list(staging_files(repository)) == []
+    assert left_behind(repository) == 0
     with transaction(world.platform.sessions) as session:
         assert session.get(DocumentContent, hashlib.sha256(content).hexdigest()) is None
 
@@ -201,12 +206,13 @@ def test_stored_bytes_reveal_nothing(world: World) -> None:
     repository = world.repository("opaque")
     content = b"Compte rendu operatoire: appendicectomie. " * 200
     row = deposit(repository, world, content)
-    stored = blob_path(repository, row).read_bytes()
+    (pack,) = pack_files(store_root(repository))
+    stored = pack.read_bytes()
     digest = hashlib.sha256(content).digest()
     for needle in (content[:32], b"appendicectomie", digest, digest.hex().encode()):
         assert needle not in stored
     assert row.sha256 not in row.storage_key
-    assert digest.hex() not in str(blob_path(repository, row))
+    assert digest.hex() not in str(pack)
 
 
 # -- integrity --------------------------------------------------------------------------------
@@ -216,12 +222,12 @@ def test_one_changed_byte_is_detected(world: World) -> None:
     repository = world.repository("tamper")
     content = os.urandom(2 * SEGMENT + 100)
     row = deposit(repository, world, content)
-    path = blob_path(repository, row)
-    original = path.read_bytes()
+    blobs = store_root(repository)
+    original = stored_bytes(blobs, row.storage_key)
     for offset in (0, 5, envelope.HEADER_SIZE + 10, len(original) - 1):
         tampered = bytearray(original)
         tampered[offset] ^= 0x01
-        path.write_bytes(tampered)
+        overwrite(blobs, row.storage_key, bytes(tampered))
         with pytest.raises(ContentCorrupted):
             repository.read(row)
         with pytest.raises(ContentCorrupted):
@@ -229,7 +235,7 @@ def test_one_changed_byte_is_detected(world: World) -> None:
     # A range read fails exactly when it covers the changed segment.
     tampered = bytearray(original)
     tampered[envelope.HEADER_SIZE + SEGMENT + 16 + 7] ^= 0x80  # in segment 1
-    path.write_bytes(tampered)
+    overwrite(blobs, row.storage_key, bytes(tampered))
     assert repository.read_range(row, 0, 100) == content[:100]
     with pytest.raises(ContentCorrupted):
         repository.read_range(row, SEGMENT + 1, SEGMENT + 2)
@@ -239,16 +245,15 @@ def test_truncation_and_reordering_are_detected(world: World) -> None:
     repository = world.repository("truncate")
     content = os.urandom(3 * SEGMENT)
     row = deposit(repository, world, content)
-    path = blob_path(repository, row)
-    original = path.read_bytes()
+    original = stored_bytes(store_root(repository), row.storage_key)
     stored_segment = SEGMENT + envelope.TAG_SIZE
     header, body = original[: envelope.HEADER_SIZE], original[envelope.HEADER_SIZE :]
     segments = [body[i : i + stored_segment] for i in range(0, len(body), stored_segment)]
     assert len(segments) == 3
 
     def check(stored: bytes, *, size: int = row.size) -> None:
-        path.write_bytes(stored)
-        forged = DocumentContent(**{**_columns(row), "size": size})
+        forged = forged_row(repository, row, stored)
+        forged.size = size
         with pytest.raises(ContentCorrupted):
             repository.read(forged)
         with pytest.raises(ContentCorrupted):
@@ -261,15 +266,14 @@ def test_truncation_and_reordering_are_detected(world: World) -> None:
     check(header + segments[1] + segments[0] + segments[2])  # two segments swapped
     # A segment appended: a whole read refuses it; a stream, which reads only the segments
     # the row's size calls for, never sees it and delivers exactly the content.
-    path.write_bytes(original + segments[2])
+    longer = forged_row(repository, row, original + segments[2])
     with pytest.raises(ContentCorrupted):
-        repository.read(row)
-    assert b"".join(repository.open_stream(row)) == content
+        repository.read(longer)
+    assert b"".join(repository.open_stream(longer)) == content
     # A segment taken from another content (another data key).
-    other = blob_path(repository, deposit(repository, world, os.urandom(3 * SEGMENT)))
-    other_body = other.read_bytes()[envelope.HEADER_SIZE :]
+    other = deposit(repository, world, os.urandom(3 * SEGMENT))
+    other_body = stored_bytes(store_root(repository), other.storage_key)[envelope.HEADER_SIZE :]
     check(header + segments[0] + other_body[stored_segment : 2 * stored_segment] + segments[2])
-    path.write_bytes(original)
     assert repository.read(row) == content
 
 
@@ -290,7 +294,8 @@ def test_contents_cannot_be_swapped_between_rows(world: World) -> None:
 def test_missing_object(world: World) -> None:
     repository = world.repository("missing")
     row = deposit(repository, world, b"x" * 10)
-    blob_path(repository, row).unlink()
+    (pack,) = pack_files(store_root(repository))
+    pack.unlink()
     with pytest.raises(ContentMissing):
         repository.read(row)
     with pytest.raises(ContentMissing):
@@ -431,7 +436,7 @@ def test_kek_rotation_rewraps_rows_and_leaves_content_alone(world: World) -> Non
     # Not the empty content: the module's database is shared, and its row is another test's.
     contents = [os.urandom(n) for n in (3, 10, SEGMENT + 5)]
     rows = [deposit(repository, world, c) for c in contents]
-    before = {p: p.read_bytes() for p in blob_files(repository)}
+    before = {p: p.read_bytes() for p in pack_files(store_root(repository))}
     old = world.keks.current_id
 
     report = repository.rotate_kek(world.platform.sessions, batch=2)
@@ -441,7 +446,7 @@ def test_kek_rotation_rewraps_rows_and_leaves_content_alone(world: World) -> Non
     assert report.rewrapped >= len(rows)
     with transaction(world.platform.sessions) as session:
         assert set(session.scalars(select(DocumentContent.kek_id))) == {report.kek_id}
-    assert {p: p.read_bytes() for p in blob_files(repository)} == before
+    assert {p: p.read_bytes() for p in pack_files(store_root(repository))} == before
     for row, content in zip(rows, contents, strict=True):
         fresh = stored_row(world, row.sha256)
         assert fresh.wrapped_key != row.wrapped_key
@@ -515,12 +520,15 @@ CHILD = textwrap.dedent(
         KeyEncryptionKeys.from_settings(settings, keyring),
         sessions=sessions,
     )
-    prepared = repository.prepare(os.urandom(200_000))
-    staged = repository.stage(prepared)
+    if mode == "commit":  # a content committed before: the killed one lies after it
+        earlier = repository.stage(repository.prepare(os.urandom(50_000))).prepared
+        with transaction(sessions) as session:
+            session.add(earlier.row())
+    staged = repository.stage(repository.prepare(os.urandom(200_000))).prepared
     if mode == "commit":
         with transaction(sessions) as session:
-            session.add(prepared.row())
-    print(prepared.sha256, prepared.storage_key, flush=True)
+            session.add(staged.row())
+    print(staged.sha256, staged.storage_key, flush=True)
     time.sleep(60)  # killed here: after the commit, before `committed`
     """
 )
@@ -556,60 +564,90 @@ def run_and_kill(world: World, blobs: Path, mode: str) -> tuple[str, str]:
     return sha256, key
 
 
-def staging_files(repository: Repository) -> Iterator[Path]:
-    staging = store_root(repository) / "staging"
-    yield from (p for p in staging.rglob("*") if p.is_file() and p.suffix != ".lock")
+def lock_files(repository: Repository) -> list[Path]:
+    return sorted((store_root(repository) / "packs").glob("*.lock"))
 
 
 def test_kill_before_commit_leaves_no_orphan(world: World) -> None:
     repository = world.repository("crash-before")
-    sha256, key = run_and_kill(world, store_root(repository), "stage")
-    staged = [p for p in staging_files(repository) if p.name == key]
-    assert len(staged) == 1  # the dead process's staged object
+    sha256, _key = run_and_kill(world, store_root(repository), "stage")
+    (pack,) = pack_files(store_root(repository))
+    assert pack.stat().st_size >= 200_000  # the dead process's uncommitted content
 
     report = repository.recover(world.platform.sessions)
 
     assert (report.finished, report.removed) == (0, 1)
-    assert list(staging_files(repository)) == []
-    assert blob_files(repository) == []
+    assert pack_files(store_root(repository)) == []  # no row names anything in it
+    assert lock_files(repository) == []
     with transaction(world.platform.sessions) as session:
         assert session.get(DocumentContent, sha256) is None
 
 
-def test_kill_after_commit_is_finished_by_recovery(world: World) -> None:
+def test_kill_after_commit_keeps_what_rows_name(world: World) -> None:
     repository = world.repository("crash-after")
     sha256, key = run_and_kill(world, store_root(repository), "commit")
     row = stored_row(world, sha256)
     assert row.storage_key == key
-    # Committed but not promoted: readers already find it, in the dead process's staging.
     assert len(repository.read(row)) == 200_000
 
     report = repository.recover(world.platform.sessions)
 
-    assert (report.finished, report.removed) == (1, 0)
-    assert list(staging_files(repository)) == []
-    assert [p.name for p in blob_files(repository)] == [key]
+    assert (report.finished, report.removed) == (0, 0)
+    assert lock_files(repository) == []
     assert hashlib.sha256(repository.read(row)).hexdigest() == sha256
+    with transaction(world.platform.sessions) as session:
+        named = list(session.scalars(select(DocumentContent.storage_key)))
+    assert unreleased_bytes(store_root(repository), named) == 0
+
+
+def test_recovery_gives_back_what_no_row_names(world: World) -> None:
+    # A dead process's pack: a committed content, one rolled back whose hole was never
+    # punched, another committed, and a last one in flight at the crash.
+    repository = world.repository("crash-gaps")
+    store = repository.store
+    assert isinstance(store, LocalFileStore)
+    contents = [os.urandom(n) for n in (30_000, 40_000, 30_000, 50_000)]
+    staged = [repository.stage(repository.prepare(c)) for c in contents]
+    rows = []
+    for item in (staged[0], staged[2]):
+        with transaction(world.platform.sessions) as session:
+            insert_row(session, item.prepared)
+        rows.append(stored_row(world, item.prepared.sha256))
+    store.packs.close()  # as if the process had died: its lock is dropped
+    (pack,) = pack_files(store_root(repository))
+    assert unreleased_bytes(store_root(repository), [r.storage_key for r in rows]) > 80_000
+
+    report = world.repository("crash-gaps").recover(world.platform.sessions)
+
+    assert report.removed == 2  # the gap, and the tail
+    assert left_behind(repository, *rows) == 0
+    last = PackKey.parse(rows[1].storage_key)
+    assert last is not None
+    assert pack.stat().st_size == last.end
+    assert [repository.read(r) for r in rows] == [contents[0], contents[2]]
 
 
 def test_recovery_leaves_live_processes_alone(world: World) -> None:
     repository = world.repository("live")
-    staged = repository.stage(repository.prepare(os.urandom(100)))  # in flight, here
+    staged = repository.stage(repository.prepare(os.urandom(20_000)))  # in flight, here
     other = world.repository("live")  # another process's view of the same files
     report = other.recover(world.platform.sessions)
     assert (report.finished, report.removed) == (0, 0)
-    assert len(list(staging_files(repository))) == 1
+    assert len(pack_files(store_root(repository))) == 1
     repository.abandoned(staged)
     repository.close()
-    assert list((store_root(repository) / "staging").iterdir()) == []
+    # Ended: its packs are settled by the next recovery like a dead process's.
+    assert other.recover(world.platform.sessions).removed == 1
+    assert pack_files(store_root(repository)) == []
+    assert lock_files(repository) == []
 
 
 def test_staged_but_uncommitted_is_removed_by_abandoned(world: World) -> None:
     repository = world.repository("abandon")
-    staged: StagedContent = repository.stage(repository.prepare(os.urandom(100)))
+    staged: StagedContent = repository.stage(repository.prepare(os.urandom(20_000)))
     assert staged.written
     repository.abandoned(staged)
-    assert list(staging_files(repository)) == []
+    assert left_behind(repository) == 0
 
 
 # -- S3 ---------------------------------------------------------------------------------------

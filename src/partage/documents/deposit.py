@@ -23,7 +23,7 @@ from partage.documents.filing import (
     file_deposit,
     file_deposits,
 )
-from partage.documents.repository import Repository
+from partage.documents.repository import Repository, StagedContent
 from partage.documents.submission import (
     LOINC,
     VISIBILITY_CODES,
@@ -157,12 +157,14 @@ def _deposit(
     submission = prepare_submission(submission)
     sha1s = [check_content(document) for document in submission.documents]
     prepared = [repository.prepare(document.content) for document in submission.documents]
-    request = DepositRequest(submission, list(prepared), sha1s, principal)
     # Staged (durably) before the transaction, not inside it: the fsyncs would hold
     # SQLite's write lock. A content already stored is found by the insert, which keeps the
     # first row: the copy staged here is then dropped.
-    staged = [repository.stage(content, already_stored=False) for content in prepared]
+    staged: list[StagedContent] = []
     try:
+        for content in prepared:
+            staged.append(repository.stage(content, already_stored=False))
+        request = DepositRequest(submission, [s.prepared for s in staged], sha1s, principal)
         if writer is None:
             with transaction(sessions) as session:
                 result = file_deposit(session, request)
@@ -180,7 +182,7 @@ def _deposit(
             repository.abandoned(item)
         raise
     for item in staged:
-        repository.committed(item, row_written=item.prepared.sha256 in result.stored_contents)
+        repository.committed(item, row_written=item.prepared.storage_key in result.stored_contents)
     return result
 
 

@@ -146,7 +146,7 @@ def write_deposits(session: Session, plans: list[DepositPlan]) -> list[DepositRe
     results = [
         replace(
             result,
-            stored_contents=frozenset(c.sha256 for c in plan.contents if c.storage_key in won),
+            stored_contents=frozenset(c.storage_key for c in plan.contents if c.storage_key in won),
         )
         for plan, result in zip(plans, results, strict=True)
     ]

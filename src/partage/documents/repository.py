@@ -2,8 +2,9 @@
 
 A content is filed under the SHA-256 of its plain bytes (`DocumentContent`), encrypted under
 a data key of its own (`envelope`), that key wrapped by a key-encryption key (`keys`), the
-encrypted bytes kept by a store (`stores`) under a random name that says nothing of the
-content.
+encrypted bytes kept by a store (`stores`): locally appended to a pack (`packs`), under a
+key saying where they lie; in an object store, under a random name. Neither says anything
+of the content.
 
 A deposit goes, for each content:
 
@@ -11,11 +12,12 @@ A deposit goes, for each content:
     staged = repository.stage(prepared)       # the bytes durable, before the commit
     try:
         with transaction(sessions) as session:
-            ...                               # INSERT the row ON CONFLICT DO NOTHING, etc.
+            ...                               # INSERT the row (staged.prepared's key)
+                                              # ON CONFLICT DO NOTHING, etc.
     except BaseException:
         repository.abandoned(staged)          # drop what was staged
         raise
-    repository.committed(staged)              # put it in place, or drop it if unused
+    repository.committed(staged)              # drop it if another row won
 
 Whatever happens in between (an error, kill -9, a power cut), `recover` at the next start
 leaves every committed content readable and nothing staged for a content without a row.
@@ -32,7 +34,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,6 +45,7 @@ from partage.documents import envelope
 from partage.documents.envelope import ContentCorrupted
 from partage.documents.keys import KeyEncryptionKeys, KeyUnwrapError, UnknownKek
 from partage.documents.models import DocumentContent
+from partage.documents.packs import PackKey
 from partage.documents.stores import BlobNotFound, ContentStore, LocalFileStore, open_store
 from partage.security.keyring import Keyring
 
@@ -117,7 +120,7 @@ class RotationReport:
 @dataclass(frozen=True, slots=True)
 class RecoveryReport:
     finished: int  # staged objects whose row was committed, now in place
-    removed: int  # staged or orphan objects without a row, deleted
+    removed: int  # staged or orphan objects (or spans of packs) without a row, deleted
 
 
 class Repository:
@@ -175,23 +178,24 @@ class Repository:
     ) -> StagedContent:
         """Write the encrypted bytes durably, before the transaction inserting the row
         commits (not inside it: the fsyncs would hold SQLite's write lock). A content
-        already stored is not written again (`already_stored`: the caller looked it up)."""
+        already stored is not written again (`already_stored`: the caller looked it up).
+        The staged content's `prepared.storage_key` is the key its row must hold."""
         if already_stored is None:
             already_stored = self._stored_key(prepared.sha256) is not None
         if already_stored:
             return StagedContent(prepared, written=False)
         if isinstance(self.store, LocalFileStore):
-            self.store.stage(prepared.storage_key, prepared.encrypted)
-        else:
-            # Written under its final name; recovery deletes it if no row ever names it.
-            self.store.put(prepared.storage_key, prepared.encrypted)
+            key = self.store.append(prepared.encrypted)
+            return StagedContent(replace(prepared, storage_key=key), written=True)
+        # Written under its final name; recovery deletes it if no row ever names it.
+        self.store.put(prepared.storage_key, prepared.encrypted)
         return StagedContent(prepared, written=True)
 
     def committed(self, staged: StagedContent, *, row_written: bool | None = None) -> None:
-        """After the commit: put the staged bytes in place (or drop them if another
-        deposit's row won; `row_written`: the caller knows whether its row was the one
-        written). Never raises: the deposit is committed whatever happens here, and
-        recovery finishes what this could not."""
+        """After the commit: drop the staged bytes if another deposit's row won
+        (`row_written`: the caller knows whether its row was the one written). Never
+        raises: the deposit is committed whatever happens here, and recovery finishes what
+        this could not."""
         if not staged.written:
             return
         key = staged.prepared.storage_key
@@ -199,9 +203,7 @@ class Repository:
             if row_written is None and self._sessions is not None:
                 row_written = self._stored_key(staged.prepared.sha256) == key
             if row_written is False:
-                self._drop_staged(key)
-            elif isinstance(self.store, LocalFileStore):
-                self.store.promote(key)
+                self.store.delete(key)
         except Exception:
             log.exception("staged content %s left for recovery", key)
 
@@ -210,7 +212,7 @@ class Repository:
         if not staged.written:
             return
         try:
-            self._drop_staged(staged.prepared.storage_key)
+            self.store.delete(staged.prepared.storage_key)
         except Exception:
             log.exception("staged content %s left for recovery", staged.prepared.storage_key)
 
@@ -222,12 +224,6 @@ class Repository:
             return session.scalar(
                 select(DocumentContent.storage_key).where(DocumentContent.sha256 == sha256)
             )
-
-    def _drop_staged(self, key: str) -> None:
-        if isinstance(self.store, LocalFileStore):
-            self.store.discard(key)
-        else:
-            self.store.delete(key)
 
     # -- retrieval -------------------------------------------------------------------------
 
@@ -364,9 +360,10 @@ class Repository:
         self, sessions: sessionmaker[Session], *, grace_seconds: float = ORPHAN_GRACE_SECONDS
     ) -> RecoveryReport:
         """At start (and from the command line): finish or remove what interrupted deposits
-        left. Local files: the staging areas of dead processes only, so it is safe while
-        other processes run. Other stores: every object no row names and older than
-        `grace_seconds` is deleted (the whole bucket is listed)."""
+        left. Local files: the packs (and an earlier version's staging areas) of dead
+        processes only, so it is safe while other processes run. Other stores: every object
+        no row names and older than `grace_seconds` is deleted (the whole bucket is
+        listed)."""
 
         def stored(keys: Sequence[str]) -> set[str]:
             found: set[str] = set()
@@ -382,8 +379,20 @@ class Repository:
                     )
             return found
 
+        def named(volume: str) -> list[str]:
+            low, high = PackKey.bounds(volume)
+            with transaction(sessions) as session:
+                return list(
+                    session.scalars(
+                        select(DocumentContent.storage_key).where(
+                            DocumentContent.storage_key.between(low, high)
+                        )
+                    )
+                )
+
         if isinstance(self.store, LocalFileStore):
             finished, removed = self.store.recover_staging(stored)
+            removed += self.store.packs.recover(named)
         else:
             finished, removed = 0, self._sweep_orphans(stored, grace_seconds)
         if finished or removed:

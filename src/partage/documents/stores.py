@@ -1,11 +1,11 @@
 """Where encrypted contents are kept: local files (the default) or an S3-compatible store.
 
-Stores deal in opaque keys (lowercase hex names made by the repository) and bytes that are
-already encrypted: they know nothing of documents, keys or hashes.
+Stores deal in opaque keys (names made by the repository) and bytes that are already
+encrypted: they know nothing of documents, keys or hashes.
 
-- `LocalFileStore`: `root/ab/cd/<key>`, written to a temporary file in the same directory,
-  fsynced, then renamed into place. It also has a staging area for the repository's
-  crash-safe deposits (see `stage`).
+- `LocalFileStore`: deposits appended to packs (`append`, see `packs.py`), whose keys say
+  where the bytes lie; `put` writes `root/abc/<key>` to a temporary file in the same
+  directory, fsynced, then renamed into place.
 - `S3Store`: path-style requests signed with AWS Signature V4, made with httpx (the
   transport is injectable, for tests and proxies).
 """
@@ -19,7 +19,6 @@ import hmac
 import os
 import re
 import secrets
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from xml.etree import ElementTree
 import httpx
 
 from partage.config import ConfigurationError, Settings
+from partage.documents.packs import PACKS, PackArea, PackKey, fsync_directory
 
 _KEY = re.compile(r"^[0-9a-f]{8,128}$")
 STAGING = "staging"
@@ -96,22 +96,16 @@ def open_store(settings: Settings, *, transport: httpx.BaseTransport | None = No
 
 
 class LocalFileStore:
-    """Files under `root/ab/cd/<key>`.
+    """Deposited contents in append-only packs (`root/packs/`, see `packs.py`); contents
+    put under a name of their own (`put`) in files `root/abc/<key>`.
 
-    Staging: a process stages into `root/staging/<pid>-<random>/`, a directory of its own,
-    beside a lock file `root/staging/<pid>-<random>.lock` it holds with flock for as long as
-    it lives. The kernel drops the lock when the process dies, however it dies, so recovery
-    can tell a dead process's staging from a live one's without trusting the pid (which
-    may have been reused). Promotion is a rename within one file system: atomic.
+    Files an earlier version staged, `root/staging/<pid>-<random>/` beside a lock file its
+    process held with flock, are still read and settled by `recover_staging`.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._staging: Path | None = None
-        self._staging_pid = 0
-        self._lock_fd: int | None = None
-        self._staging_lock = threading.Lock()
-        self._tree_made = False
+        self.packs = PackArea(root)
 
     # The ContentStore protocol.
 
@@ -121,23 +115,41 @@ class LocalFileStore:
         tmp = path.parent / f".tmp-{secrets.token_hex(6)}"
         _write_new(tmp, data)
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_directory(path.parent)
 
     def get(self, key: str) -> bytes:
+        pack = PackKey.parse(key)
+        if pack is not None:
+            return self._read_pack(pack, 0, pack.length)
         with self._open(key) as handle:
             return handle.read()
 
     def get_range(self, key: str, start: int, end: int) -> bytes:
+        pack = PackKey.parse(key)
+        if pack is not None:
+            return self._read_pack(pack, start, end)
         with self._open(key) as handle:
             return os.pread(handle.fileno(), max(0, end - start), start)
 
     def delete(self, key: str) -> None:
+        pack = PackKey.parse(key)
+        if pack is not None:
+            self.packs.discard(pack)
+            return
         self._path(key).unlink(missing_ok=True)
 
     def exists(self, key: str) -> bool:
+        pack = PackKey.parse(key)
+        if pack is not None:
+            try:
+                size = (self.root / PACKS / f"{pack.volume}.pack").stat().st_size
+            except FileNotFoundError:
+                return False
+            return size >= pack.offset + pack.length
         return self._path(key).exists()
 
     def list_keys(self, prefix: str = "") -> Iterator[StoredKey]:
+        """The contents put under names of their own (not those in packs)."""
         if not self.root.exists():
             return
         for first in sorted(self.root.iterdir()):
@@ -149,54 +161,40 @@ class LocalFileStore:
                         with contextlib.suppress(FileNotFoundError):
                             yield StoredKey(path.name, path.stat().st_mtime)
 
-    # Staging, for the repository's deposits.
+    # Deposits.
 
-    def stage(self, key: str, data: Buffer) -> None:
-        """Write `data` durably into this process's staging area (not yet readable as
-        `key` by `exists`, and never by `list_keys`)."""
-        path = self._staging_dir() / check_key(key)
-        _write_new(path, data)
-        _fsync_dir(path.parent)
+    def append(self, data: Buffer) -> str:
+        """Write `data` durably into this process's pack; the key it is read by."""
+        return self.packs.append(data)
 
-    def promote(self, key: str) -> None:
-        """Move a staged object into place. Not fsynced: if the rename is lost in a power
-        cut, the object is back in a dead process's staging area, and recovery, finding its
-        row, promotes it again."""
-        assert self._staging is not None
-        final = self._path(key)
-        if not self._tree_made:
-            self._make_tree()
-        if not final.parent.is_dir():
-            _ensure_dir(final.parent)
-        os.replace(self._staging / key, final)
-
-    def _make_tree(self) -> None:
-        """The 4,096 directories of contents, made once (then one fsync of the root), not one
-        by one as deposits first need them (each a mkdir and an fsync on the deposit's path)."""
-        marker = self.root / "fff"
-        if not marker.is_dir():
-            _ensure_dir(self.root)
-            for number in range(4096):
-                (self.root / f"{number:03x}").mkdir(mode=0o700, exist_ok=True)
-            _fsync_dir(self.root)
-        self._tree_made = True
-
-    def discard(self, key: str) -> None:
-        if self._staging is not None:
-            (self._staging / check_key(key)).unlink(missing_ok=True)
+    def _read_pack(self, pack: PackKey, start: int, end: int) -> bytes:
+        start, end = max(0, start), min(end, pack.length)
+        try:
+            fd = os.open(self.root / PACKS / f"{pack.volume}.pack", os.O_RDONLY)
+        except FileNotFoundError:
+            raise BlobNotFound(str(pack)) from None
+        try:
+            chunks, at = [], start
+            while at < end:
+                chunk = os.pread(fd, end - at, pack.offset + at)
+                if not chunk:
+                    raise BlobNotFound(f"{pack}: the pack ends before the content")
+                chunks.append(chunk)
+                at += len(chunk)
+        finally:
+            os.close(fd)
+        return b"".join(chunks)
 
     def recover_staging(self, stored: Callable[[Sequence[str]], set[str]]) -> tuple[int, int]:
-        """Finish or remove what dead processes left staged: an object whose key `stored`
-        returns (its row was committed) is promoted, any other is deleted. Returns
-        (promoted, removed). Live processes' staging areas are not touched."""
+        """Finish or remove what dead processes of an earlier version left staged: an
+        object whose key `stored` returns (its row was committed) is put in place, any
+        other is deleted. Returns (put in place, removed)."""
         base = self.root / STAGING
         if not base.exists():
             return 0, 0
         promoted = removed = 0
         for lock_path in sorted(base.glob("*.lock")):
             area = lock_path.with_suffix("")
-            if area == self._staging:
-                continue
             try:
                 fd = os.open(lock_path, os.O_RDWR)
             except FileNotFoundError:
@@ -219,7 +217,7 @@ class LocalFileStore:
                         (area / name).unlink(missing_ok=True)
                         removed += 1 if name in keys else 0
                 if area.exists():
-                    _fsync_dir(self.root)
+                    fsync_directory(self.root)
                     area.rmdir()
                 # Last: a staging directory is never left without its lock file.
                 lock_path.unlink(missing_ok=True)
@@ -228,43 +226,11 @@ class LocalFileStore:
         return promoted, removed
 
     def close(self) -> None:
-        """Remove this process's staging area if nothing is left in it."""
-        if self._staging is None or self._staging_pid != os.getpid():
-            return
-        with contextlib.suppress(OSError):
-            self._staging.rmdir()
-            self._staging.with_suffix(".lock").unlink()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-        self._staging, self._lock_fd = None, None
-
-    def _staging_dir(self) -> Path:
-        # A forked child gets an area of its own: its parent's lock is not its to rely on.
-        if self._staging is not None and self._staging_pid == os.getpid():
-            return self._staging
-        with self._staging_lock:
-            if self._staging is not None and self._staging_pid == os.getpid():
-                return self._staging
-            return self._new_staging_dir()
-
-    def _new_staging_dir(self) -> Path:
-        base = self.root / STAGING
-        _ensure_dir(base)
-        name = f"{os.getpid()}-{secrets.token_hex(6)}"
-        # The lock first, then the directory: recovery never sees a directory whose lock
-        # file is missing, so it never takes a live area for a dead one.
-        fd = os.open(base / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        area = base / name
-        area.mkdir(mode=0o700)
-        _fsync_dir(base)
-        self._staging, self._staging_pid, self._lock_fd = area, os.getpid(), fd
-        return area
+        self.packs.close()
 
     def _path(self, key: str) -> Path:
         check_key(key)
-        # One level of 4,096 directories: a few hundred files each at a territory's scale,
-        # and directories made once (a deeper tree made one, fsynced, per new deposit).
+        # One level of 4,096 directories: a few hundred files each at a territory's scale.
         return self.root / key[:3] / key
 
     @contextlib.contextmanager
@@ -279,13 +245,13 @@ class LocalFileStore:
             yield handle
 
     def _open_staged(self, key: str, final: Path) -> BinaryIO:
-        # A row becomes visible at its commit, a moment before its object is promoted: a
-        # reader that quick finds it still staged.
+        # Committed by an earlier version but not yet put in place: in a staging area until
+        # recovery settles it.
         for area in (self.root / STAGING).glob("*-*"):
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 return (area / key).open("rb")
         try:
-            return final.open("rb")  # promoted while we looked
+            return final.open("rb")  # put in place while we looked
         except FileNotFoundError:
             raise BlobNotFound(key) from None
 
@@ -319,15 +285,7 @@ def _ensure_dir(path: Path) -> None:
             directory.mkdir(mode=0o700)
         except FileExistsError:
             continue
-        _fsync_dir(directory.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_directory(directory.parent)
 
 
 # -- S3 --------------------------------------------------------------------------------------

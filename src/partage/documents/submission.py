@@ -155,6 +155,6 @@ class DepositResult:
     person_id: uuid.UUID
     local_identity_id: uuid.UUID
     documents: list[DepositedDocument]
-    # The contents (SHA-256) whose rows this deposit wrote; the others were stored before
-    # (or by another deposit of the same group): their blobs are not kept twice.
+    # The storage keys of the contents whose rows this deposit wrote; the others were
+    # stored before (or by another deposit of the same group): their bytes are dropped.
     stored_contents: frozenset[str] = frozenset()
