@@ -73,3 +73,29 @@ def test_access_tokens_verify_with_an_independent_jose_library(
     assert decoded.claims["client_id"] == registered.client_id
     assert decoded.claims["scope"] == "system/Patient.rs"
     assert decoded.claims["exp"] - decoded.claims["iat"] == 300
+
+
+def test_a_token_verified_once_still_ends_with_its_key(
+    client: TestClient,
+    platform: Platform,
+    make_client: Callable[..., tuple[OAuthClient, str | None]],
+) -> None:
+    """The second request with a token skips the signature check; the token still stops
+    working when its key is no longer published, and a changed signature is checked."""
+    registered, secret = make_client()
+    assert secret is not None
+    token = _token(client, registered, secret)
+    for _ in range(2):  # the second one from what the first verified
+        answer = client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200
+    head, payload, signature = token.split(".")
+    forged = f"{head}.{payload}.{signature[:-4]}AAAA"
+    answer = client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {forged}"})
+    assert answer.status_code == 401
+    with transaction(platform.sessions) as session:
+        rotate_signing_keys(session, platform.keyring, publish_for=timedelta(0))
+        for key in session.query(SigningKey).filter(SigningKey.kid == _kid(token)):
+            key.unpublish_after = key.retired_at
+    platform.signing_keys.reload()
+    answer = client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 401

@@ -582,7 +582,8 @@ def _sso_alive(session: Session, sid: str) -> bool:
 def decode_own_token(platform: Platform, token: str) -> dict[str, Any] | None:
     """Claims of an access token we signed, checked for signature, issuer and time; else None.
 
-    Verified with `cryptography` directly: this runs on every API request.
+    Verified with `cryptography` directly: this runs on every API request. A token verified
+    before by the same key is not verified again (its time is always checked).
     """
     if len(token) > 8192:
         return None
@@ -594,17 +595,23 @@ def decode_own_token(platform: Platform, token: str) -> dict[str, Any] | None:
         if not isinstance(header, dict) or header.get("alg") != ACCESS_TOKEN_ALG:
             return None
         kid = header.get("kid")
-        verifier = (
-            platform.signing_keys.access_token_verifier(kid) if isinstance(kid, str) else None
-        )
-        signature = b64url.decode(parts[2])
-        if verifier is None or len(signature) != 64:
+        keys = platform.signing_keys
+        verifier = keys.access_token_verifier(kid) if isinstance(kid, str) else None
+        if verifier is None:
             return None
-        der = encode_dss_signature(
-            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-        )
-        verifier.verify(der, f"{parts[0]}.{parts[1]}".encode(), ECDSA(SHA256()))
-        claims = json.loads(b64url.decode(parts[1]))
+        digest = hashlib.sha256(token.encode()).digest()
+        claims = keys.verified_claims(digest, verifier)
+        if claims is None:
+            signature = b64url.decode(parts[2])
+            if len(signature) != 64:
+                return None
+            der = encode_dss_signature(
+                int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+            )
+            verifier.verify(der, f"{parts[0]}.{parts[1]}".encode(), ECDSA(SHA256()))
+            claims = json.loads(b64url.decode(parts[1]))
+            if isinstance(claims, dict):
+                keys.remember_verified(digest, verifier, claims)
     except (InvalidSignature, ValueError, TypeError, UnicodeDecodeError):
         return None
     if not isinstance(claims, dict):

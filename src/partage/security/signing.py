@@ -28,6 +28,9 @@ ID_TOKEN_ALG = "RS256"
 SIGNING_ALGS = (ACCESS_TOKEN_ALG, ID_TOKEN_ALG)
 _SEAL_PURPOSE = "signing-key"
 _RELOAD_SECONDS = 30.0
+# Access tokens whose signature was verified, remembered (by their SHA-256, not as bearer
+# secrets) so that a client's next requests with the same token skip the ECDSA check.
+_VERIFIED_TOKENS = 4096
 
 AnyKey: TypeAlias = ECKey | RSAKey
 
@@ -92,6 +95,10 @@ class SigningKeys:
         self._public_jwks: dict[str, Any] = {"keys": []}
         # Access-token verification keys by kid, as `cryptography` objects (the hot path).
         self._access_verifiers: dict[str, ec.EllipticCurvePublicKey] = {}
+        # SHA-256 of a token → (the key that verified it, its claims). A hit counts only
+        # while that very key object is loaded: a reload (every 30 s, or a key retired)
+        # makes every token verify again once.
+        self._verified: dict[bytes, tuple[ec.EllipticCurvePublicKey, dict[str, Any]]] = {}
 
     def ensure_and_load(self) -> None:
         with transaction(self._sessions) as session:
@@ -153,6 +160,22 @@ class SigningKeys:
         if unknown and time.monotonic() - self._loaded_at > 1.0:
             self.reload()
         return self._published
+
+    def verified_claims(
+        self, digest: bytes, verifier: ec.EllipticCurvePublicKey
+    ) -> dict[str, Any] | None:
+        """The claims of a token this key verified before (by the token's SHA-256)."""
+        hit = self._verified.get(digest)
+        if hit is None or hit[0] is not verifier:
+            return None
+        return dict(hit[1])
+
+    def remember_verified(
+        self, digest: bytes, verifier: ec.EllipticCurvePublicKey, claims: dict[str, Any]
+    ) -> None:
+        if len(self._verified) >= _VERIFIED_TOKENS:
+            self._verified.clear()  # crude, and rare: a token lives minutes
+        self._verified[digest] = (verifier, dict(claims))
 
     def access_token_verifier(self, kid: str) -> ec.EllipticCurvePublicKey | None:
         self._fresh()
