@@ -542,6 +542,69 @@ def test_a_document_added_hidden_from_the_patient_keeps_its_visibility(
     assert not re.search(r'name="invisible_patient"[^>]*checked', refused.text)
 
 
+def test_the_author_changes_who_sees_a_document_and_nobody_else_can(
+    client: TestClient, territory: Territory, make_account: MakeAccount
+) -> None:
+    """A result held back from the patient until the consultation, then shown: by its author
+    from the document's page; another professional of the record sees no form, and her
+    change is refused as if the document did not exist."""
+    page = reader(client, make_account, territory.practice, territory.record)
+    title = f"Biopsie {uuid.uuid4().hex[:6]}"
+    client.post(
+        f"{territory.record}/documents",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "type": "11502-2",
+            "titre": title,
+            "invisible_patient": "1",
+        },
+        files={"fichier": ("r.pdf", pdf([title], seed=title), "application/pdf")},
+        headers=HTML,
+    )
+    with transaction(territory.platform.sessions) as session:
+        entry_id = session.scalars(
+            select(DocumentEntry.id).where(DocumentEntry.title == title)
+        ).one()
+    document = f"{territory.record}/documents/{entry_id}"
+    shown = client.get(document, headers=HTML)
+    assert "Qui voit ce document" in text_of(shown)
+    assert re.search(r'name="invisible_patient"[^>]*checked', shown.text)
+    changed = client.post(
+        f"{document}/visibilite",
+        data={"csrf_token": csrf_of(shown.text), "invisible_representants": "1"},
+        headers=HTML,
+    )
+    assert changed.status_code == 200 and changed.url.params.get("visibilite") == "1"
+    assert "La visibilité du document a été modifiée." in text_of(changed)
+    with transaction(territory.platform.sessions) as session:
+        entry = session.get(DocumentEntry, entry_id)
+        assert entry is not None
+        assert (entry.invisible_patient, entry.invisible_legal_reps, entry.masked_ps) == (
+            False, True, False,
+        )  # fmt: skip
+    (audited,) = audit_rows(territory.platform, "document.visibility", territory.person_id)
+    assert audited.entity_id == str(entry_id) and audited.outcome == "success"
+    assert audited.detail["after"] == ["INVISIBLE_REPRESENTANTS_LEGAUX"]
+
+    forged = client.post(f"{document}/visibilite", data={"csrf_token": "forged"}, headers=HTML)
+    assert forged.status_code == 403
+
+    # A hospital professional of the record reads it, but it is not hers to change.
+    client.cookies.clear()
+    other = reader(client, make_account, territory.chu, document)
+    assert other.status_code == 200 and title in text_of(other)
+    assert "Qui voit ce document" not in text_of(other)
+    refused = client.post(
+        f"{document}/visibilite",
+        data={"csrf_token": csrf_of(other.text), "masque_ps": "1"},
+        headers=HTML,
+    )
+    assert refused.status_code == 404
+    with transaction(territory.platform.sessions) as session:
+        entry = session.get(DocumentEntry, entry_id)
+        assert entry is not None and entry.masked_ps is False
+
+
 def test_no_deposit_form_without_an_identity_in_ones_establishment(
     client: TestClient, territory: Territory, make_account: MakeAccount
 ) -> None:

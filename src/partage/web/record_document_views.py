@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from partage.access.decision import Action, decide
 from partage.documents import service
 from partage.documents.cda import InvalidCda
 from partage.documents.cda_render import Attachment, render_cda
@@ -18,6 +19,9 @@ from partage.documents.reading import read_entry
 from partage.documents.repository import Repository
 from partage.documents.submission import (
     CDA_MIME_TYPES,
+    INVISIBLE_PATIENT,
+    INVISIBLE_REPRESENTANTS_LEGAUX,
+    MASQUE_PS,
 )
 from partage.security.principal import Principal
 from partage.web.directory_views import date_time
@@ -199,3 +203,40 @@ def metadata(entry: DocumentEntry, locale: str, row: DocumentRow) -> list[Fact]:
     )
     facts.append(Fact(N_("Format"), entry.mime_type))
     return facts
+
+
+@dataclass(frozen=True)
+class VisibilityForm:
+    """The visibility labels of a document, which its author may change from its page."""
+
+    action: str
+    hidden_from_patient: bool
+    masked_from_professionals: bool
+    hidden_from_legal_representatives: bool
+
+
+# The form's fields and the PDSm visibility codes they stand for.
+VISIBILITY_FIELDS = {
+    "invisible_patient": INVISIBLE_PATIENT,
+    "masque_ps": MASQUE_PS,
+    "invisible_representants": INVISIBLE_REPRESENTANTS_LEGAUX,
+}
+
+
+def visibility_form(
+    principal: Principal, access: RecordAccess, entry: DocumentEntry
+) -> VisibilityForm | None:
+    """The form, for the document's author (who may deposit) only: the same rule as the
+    change itself (`actions.entry_for_author`)."""
+    if entry.status == DocumentStatus.entered_in_error.value:
+        return None
+    if not decide(principal, Action.document_deposit).allowed:
+        return None
+    if not access.grant.is_author_of(service.facts(entry)):
+        return None
+    return VisibilityForm(
+        action=f"{document_url(access.person_id, entry.id)}/visibilite",
+        hidden_from_patient=entry.invisible_patient,
+        masked_from_professionals=entry.masked_ps,
+        hidden_from_legal_representatives=entry.invisible_legal_reps,
+    )

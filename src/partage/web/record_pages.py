@@ -18,6 +18,7 @@ from fastapi.responses import Response
 
 from partage.access.decision import NotFound
 from partage.db import transaction
+from partage.documents.actions import do_set_visibility
 from partage.documents.cda_render import INLINE_SAFE_TYPES
 from partage.documents.deposit import deposit
 from partage.documents.repository import ContentCorrupted
@@ -48,6 +49,7 @@ FormText = Annotated[str, Form(max_length=300)]
 
 MSG_ADDED = N_("The document has been added to the record.")
 MSG_NOT_ADDED = N_("The document was not added:")
+MSG_VISIBILITY_CHANGED = N_("The visibility of the document has been changed.")
 MSG_CANNOT_DEPOSIT = N_(
     "Your establishment holds no identity of this patient: you cannot add a document here."
 )
@@ -277,7 +279,9 @@ def add_document(
 
 
 @router.get("/{person_id}/documents/{entry_id}")
-def document_page(person_id: str, entry_id: str, request: Request) -> Response:
+def document_page(
+    person_id: str, entry_id: str, request: Request, visibilite: QueryText = None
+) -> Response:
     user = _reader(request)
     if isinstance(user, Response):
         return user
@@ -301,8 +305,49 @@ def document_page(person_id: str, entry_id: str, request: Request) -> Response:
             "versions": document_views.version_rows(session, access, entry, locale),
             "viewer": shown,
             "record_href": views.record_url(access.person_id),
+            "visibility": document_views.visibility_form(user.principal, access, entry),
+            "notice": gettext(locale, MSG_VISIBILITY_CHANGED) if visibilite else None,
         }
     return render(request, "record/document.html", context, user=user)
+
+
+@router.post("/{person_id}/documents/{entry_id}/visibilite")
+def change_visibility(
+    person_id: str,
+    entry_id: str,
+    request: Request,
+    invisible_patient: FormText = "",
+    masque_ps: FormText = "",
+    invisible_representants: FormText = "",
+    csrf_token: FormText = "",
+) -> Response:
+    """The document's author changes who sees it (PDSm visibility codes): a result held back
+    until the consultation, a document masked at the patient's request."""
+    record_id, document_id = row_id(person_id), row_id(entry_id)
+    user = current_user(request)
+    if user is None:
+        return sign_in_redirect(request, views.document_url(record_id, document_id))
+    if not csrf.session_csrf_ok(request, user.csrf_token, csrf_token):
+        return error_page(request, "csrf", 403)
+    ticked = {
+        "invisible_patient": invisible_patient,
+        "masque_ps": masque_ps,
+        "invisible_representants": invisible_representants,
+    }
+    labels = frozenset(
+        code for field, code in document_views.VISIBILITY_FIELDS.items() if ticked[field]
+    )
+    platform = get_platform(request)
+    with transaction(platform.sessions) as session:
+        # In this record and readable by the caller (404 otherwise), then changed by its
+        # author only (404 otherwise, as if it did not exist): each step audited.
+        _, access = document_views.document_for_reader(
+            session, user.principal, record_id, document_id, action="document.read"
+        )
+        do_set_visibility(
+            session, principal=user.principal, entry_id=document_id, visibility=labels
+        )
+    return see_other(f"{views.document_url(access.person_id, document_id)}?visibilite=1")
 
 
 def _content_response(data: bytes, media_type: str, *, inline: bool, name: str) -> Response:
