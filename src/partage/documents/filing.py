@@ -192,7 +192,7 @@ def file_deposits(
         registered.add(plan)
         plans.append(plan)
         refusals.append(None)
-    written = iter(write_deposits(session, plans))
+    written = iter(write_deposits(session, plans, stored=registered.contents))
     return [next(written) if refusal is None else refusal for refusal in refusals]
 
 

@@ -6,6 +6,7 @@ the caller's transaction. What to write is decided before, by `filing.plan_depos
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, cast
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from partage.access.decision import Decision
 from partage.audit.actions import record
-from partage.bulk import insert_rows
+from partage.bulk import COPY_FROM, insert_rows
 from partage.db import utcnow
 from partage.documents.models import (
     DocumentContent,
@@ -66,13 +67,23 @@ class ResolvedAuthor:
     label: str | None
 
 
-def _insert_contents(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+def _insert_contents(
+    session: Session, rows: list[dict[str, Any]], stored: Collection[str]
+) -> set[str]:
     """Index contents; the storage keys of the rows written (a content deposited before, or
-    by another deposit at once, keeps the first row and its blob)."""
+    by another deposit at once, keeps the first row and its blob). `stored`: the hashes
+    this transaction found already stored."""
+    rows = [row for row in rows if row["sha256"] not in stored]
     if not rows:
         return set()
     table = cast(Table, DocumentContent.__table__)
     dialect = session.get_bind().dialect.name
+    if dialect == "postgresql" and len(rows) >= COPY_FROM:
+        # A group of new contents by COPY, not one INSERT … RETURNING per row: one stored
+        # meanwhile by another process fails the group on its unique key, and the group
+        # committer then files each deposit alone, by the INSERT below.
+        insert_rows(session, table, rows)
+        return {row["storage_key"] for row in rows}
     statement = (
         (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table))
         .on_conflict_do_nothing(index_elements=["sha256"])
@@ -135,14 +146,17 @@ def not_current(document: NewDocument, status: str) -> SubmissionError:
     )
 
 
-def write_deposits(session: Session, plans: list[DepositPlan]) -> list[DepositResult]:
+def write_deposits(
+    session: Session, plans: list[DepositPlan], *, stored: Collection[str] = ()
+) -> list[DepositResult]:
     """Write planned deposits: rows inserted (one statement per table for all of them),
     replaced versions superseded, one audit row per document — in the caller's
-    transaction. A failure fails them all (the group committer then retries one by one)."""
+    transaction. A failure fails them all (the group committer then retries one by one).
+    `stored`: the contents (SHA-256) the transaction found already stored."""
     now = utcnow()
     rows = _Rows()
     results = [_deposit_rows(session, plan, rows, now) for plan in plans]
-    won = _insert_contents(session, list(rows.contents.values()))
+    won = _insert_contents(session, list(rows.contents.values()), stored)
     results = [
         replace(
             result,
