@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from partage.audit.models import AuditEvent
 from partage.audit.service import verify_chain
@@ -279,3 +279,36 @@ def test_cda_documents_are_completed_from_their_header(world: World) -> None:
     assert entry.author_label == "Claire DUBOIS (CHU de Poitiers)"
     assert entry.masked_ps
     assert entry.creation_time.replace(tzinfo=None) == datetime(2024, 3, 12, 13, 30)
+
+
+def test_a_growing_load_refreshes_the_planners_statistics(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load starting on empty tables would keep plans made for empty tables: the
+    statistics are refreshed as the documents filed reach a count, then double it."""
+    monkeypatch.setattr(bulk, "_FIRST_STATISTICS", 5)
+    refreshed: list[int] = []
+    refresh = bulk._refresh_statistics
+
+    def counted(sessions: Any) -> None:
+        refreshed.append(counts(world)[0])
+        refresh(sessions)
+
+    monkeypatch.setattr(bulk, "_refresh_statistics", counted)
+    start = counts(world)[0]
+    items = [BulkDocument(world.patients[i % 3], document(world, 900 + i)) for i in range(25)]
+    load(world, items, batch_size=10)
+    assert [n - start for n in refreshed] == [10, 20]  # at 10 (≥ 5), then at 20 (≥ 2 × 10)
+    with world.platform.read_sessions() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            analyzed = session.scalar(
+                text(
+                    "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables "
+                    "WHERE relname = 'documents_entries' AND schemaname = current_schema()"
+                )
+            )
+        else:
+            analyzed = session.scalar(
+                text("SELECT count(*) > 0 FROM sqlite_stat1 WHERE tbl = 'documents_entries'")
+            )
+    assert analyzed
