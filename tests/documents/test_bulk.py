@@ -288,13 +288,13 @@ def test_a_growing_load_refreshes_the_planners_statistics(
     statistics are refreshed as the documents filed reach a count, then double it."""
     monkeypatch.setattr(bulk, "_FIRST_STATISTICS", 5)
     refreshed: list[int] = []
-    refresh = bulk._refresh_statistics
+    refresh = bulk.refresh_statistics
 
     def counted(sessions: Any) -> None:
         refreshed.append(counts(world)[0])
         refresh(sessions)
 
-    monkeypatch.setattr(bulk, "_refresh_statistics", counted)
+    monkeypatch.setattr(bulk, "refresh_statistics", counted)
     start = counts(world)[0]
     items = [BulkDocument(world.patients[i % 3], document(world, 900 + i)) for i in range(25)]
     load(world, items, batch_size=10)

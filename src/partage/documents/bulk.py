@@ -170,14 +170,14 @@ def deposit_many(
             report.skipped += current.skipped
             report.batches += 1
             if report.deposited >= statistics_at:
-                _refresh_statistics(sessions)
+                refresh_statistics(sessions)
                 statistics_at = 2 * report.deposited
             if progress is not None:
                 progress(report)
     return report
 
 
-def _refresh_statistics(sessions: sessionmaker[Session]) -> None:
+def refresh_statistics(sessions: sessionmaker[Session]) -> None:
     """ANALYZE the tables a load grows. A load into a new territory starts on empty tables:
     the plans the database made and keeps for the load's repeated statements (PostgreSQL
     caches a generic plan for a prepared statement) then scan the whole table, and every
