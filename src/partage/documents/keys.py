@@ -26,6 +26,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from partage.config import Settings
+from partage.documents.durable import fsync_directory
 from partage.security.keyring import Keyring
 
 KEK_DIR = "kek"
@@ -100,7 +101,7 @@ class KeyEncryptionKeys:
         tmp = self._dir / f".{POINTER}.{secrets.token_hex(4)}"
         _write_durably(tmp, kek_id)
         os.replace(tmp, self._dir / POINTER)
-        _fsync_dir(self._dir)
+        fsync_directory(self._dir)
         return kek_id
 
     def retire(self, kek_id: str) -> None:
@@ -109,7 +110,7 @@ class KeyEncryptionKeys:
         if kek_id == self.current_id:
             raise ValueError("the current KEK cannot be retired")
         (self._dir / f"{_check_id(kek_id)}.key").unlink(missing_ok=True)
-        _fsync_dir(self._dir)
+        fsync_directory(self._dir)
         with self._lock:
             self._keys.pop(kek_id, None)
 
@@ -146,7 +147,7 @@ class KeyEncryptionKeys:
                 handle.write(base64.b64encode(sealed).decode() + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
-            _fsync_dir(self._dir)
+            fsync_directory(self._dir)
             return kek_id
 
     def _create_first(self) -> str:
@@ -164,7 +165,7 @@ class KeyEncryptionKeys:
             (self._dir / f"{kek_id}.key").unlink()
         finally:
             tmp.unlink()
-        _fsync_dir(self._dir)
+        fsync_directory(self._dir)
         return self.current_id
 
 
@@ -181,11 +182,3 @@ def _write_durably(path: Path, text: str) -> None:
         handle.write(text + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from partage.documents.durable import dead_owners, fsync_directory
+
 log = logging.getLogger(__name__)
 
 PACKS = "packs"
@@ -147,10 +149,8 @@ class PackArea:
             if self._owner is None or self._owner_pid != os.getpid():
                 return
             volume, self._volume = self._volume, None
-            if volume is not None and not volume.writing:
-                with contextlib.suppress(OSError):
-                    os.fsync(volume.fd)
-                os.close(volume.fd)
+            if volume is not None:
+                self._retire(volume)
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
             self._owner, self._lock_fd = None, None
@@ -162,9 +162,7 @@ class PackArea:
             self._take_ownership()
         volume = self._volume
         if volume is not None and volume.end and volume.end + length > PACK_BYTES:
-            volume.retired = True
-            if not volume.writing:
-                os.close(volume.fd)
+            self._retire(volume)
             volume = None
         if volume is None:
             volume = self._volume = self._new_volume()
@@ -218,6 +216,14 @@ class PackArea:
             if volume.retired and not volume.writing:
                 os.close(volume.fd)
 
+    def _retire(self, volume: _Volume) -> None:
+        """With the lock held: no more appends to this volume; its file is closed now, or
+        by the last append still writing to it (`_release`). Nothing to sync: what was
+        appended is durable once its own append returned, and nothing else counts."""
+        volume.retired = True
+        if not volume.writing:
+            os.close(volume.fd)
+
     # -- recovery --------------------------------------------------------------------------
 
     def recover(self, named: Callable[[str], Sequence[str]]) -> int:
@@ -228,27 +234,14 @@ class PackArea:
         if not self.directory.exists():
             return 0
         given_back = 0
-        for lock_path in sorted(self.directory.glob("*.lock")):
+        for lock_path in dead_owners(self.directory, skip=self._owner):
             owner = lock_path.stem
-            if owner == self._owner:
-                continue
-            try:
-                fd = os.open(lock_path, os.O_RDWR)
-            except FileNotFoundError:
-                continue  # another recovery just finished it
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # its process is alive (or another recovery holds it)
-                for pack in sorted(self.directory.glob(f"{owner}*.pack")):
-                    if _VOLUME.match(pack.stem):
-                        given_back += self._settle(pack, named(pack.stem))
-                fsync_directory(self.directory)
-                # Last: packs are never left without their lock file while unsettled.
-                lock_path.unlink(missing_ok=True)
-            finally:
-                os.close(fd)
+            for pack in sorted(self.directory.glob(f"{owner}*.pack")):
+                if _VOLUME.match(pack.stem):
+                    given_back += self._settle(pack, named(pack.stem))
+            fsync_directory(self.directory)
+            # Last: packs are never left without their lock file while unsettled.
+            lock_path.unlink(missing_ok=True)
         return given_back
 
     def _settle(self, pack: Path, keys: Sequence[str]) -> int:
@@ -304,11 +297,3 @@ def punch_hole(fd: int, offset: int, length: int) -> bool:
         log.warning("this file system cannot punch holes: unused pack bytes stay")
         return False
     raise OSError(error, os.strerror(error))
-
-
-def fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -13,7 +13,6 @@ encrypted: they know nothing of documents, keys or hashes.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import hmac
 import os
@@ -30,7 +29,8 @@ from xml.etree import ElementTree
 import httpx
 
 from partage.config import ConfigurationError, Settings
-from partage.documents.packs import PACKS, PackArea, PackKey, fsync_directory
+from partage.documents.durable import dead_owners, fsync_directory
+from partage.documents.packs import PACKS, PackArea, PackKey
 
 _KEY = re.compile(r"^[0-9a-f]{8,128}$")
 STAGING = "staging"
@@ -193,36 +193,25 @@ class LocalFileStore:
         if not base.exists():
             return 0, 0
         promoted = removed = 0
-        for lock_path in sorted(base.glob("*.lock")):
+        for lock_path in dead_owners(base):
             area = lock_path.with_suffix("")
-            try:
-                fd = os.open(lock_path, os.O_RDWR)
-            except FileNotFoundError:
-                continue  # another recovery just finished it
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # its process is alive (or another recovery holds it)
-                names = [p.name for p in area.iterdir()] if area.exists() else []
-                keys = [n for n in names if _KEY.match(n)]
-                keep = stored(keys) if keys else set()
-                for name in names:
-                    if name in keep:
-                        final = self._path(name)
-                        _ensure_dir(final.parent)
-                        os.replace(area / name, final)
-                        promoted += 1
-                    else:
-                        (area / name).unlink(missing_ok=True)
-                        removed += 1 if name in keys else 0
-                if area.exists():
-                    fsync_directory(self.root)
-                    area.rmdir()
-                # Last: a staging directory is never left without its lock file.
-                lock_path.unlink(missing_ok=True)
-            finally:
-                os.close(fd)
+            names = [p.name for p in area.iterdir()] if area.exists() else []
+            keys = [n for n in names if _KEY.match(n)]
+            keep = stored(keys) if keys else set()
+            for name in names:
+                if name in keep:
+                    final = self._path(name)
+                    _ensure_dir(final.parent)
+                    os.replace(area / name, final)
+                    promoted += 1
+                else:
+                    (area / name).unlink(missing_ok=True)
+                    removed += 1 if name in keys else 0
+            if area.exists():
+                fsync_directory(self.root)
+                area.rmdir()
+            # Last: a staging directory is never left without its lock file.
+            lock_path.unlink(missing_ok=True)
         return promoted, removed
 
     def close(self) -> None:
