@@ -52,9 +52,11 @@ def _submission(domain: str, unique_id: str, *, rpps: str, document_id: str) -> 
     )
 
 
-def test_a_refused_deposit_in_a_group_costs_the_others_nothing(
+def _depositor(
     platform: Platform, make_establishment: Callable[..., Establishment]
-) -> None:
+) -> tuple[str, str, Principal]:
+    """An establishment's system, its patient G-1, and an author in the directory: the
+    establishment's domain OID, the author's RPPS, and the system."""
     oid = f"1.2.250.1.999.89.{uuid.uuid4().int % 10**6}"
     establishment = make_establishment(oid=oid)
     receive(platform, establishment, "G-1", traits(unique_family()))
@@ -62,6 +64,13 @@ def test_a_refused_deposit_in_a_group_costs_the_others_nothing(
     directory_practitioner(platform, rpps, family="G", given=None)
     principal = Principal(kind="client", label="DPI", client_id="x",
                           establishment_id=establishment.id)  # fmt: skip
+    return oid, rpps, principal
+
+
+def test_a_refused_deposit_in_a_group_costs_the_others_nothing(
+    platform: Platform, make_establishment: Callable[..., Establishment]
+) -> None:
+    oid, rpps, principal = _depositor(platform, make_establishment)
     taken = f"2.25.{uuid.uuid4().int}"
     deposit(
         platform.sessions,
@@ -120,13 +129,7 @@ def test_a_content_stored_meanwhile_by_another_process_costs_the_group_nothing(
     """A group's new contents go in by one COPY on PostgreSQL. One of them stored by
     another process between the group's read and its write fails that COPY: each deposit
     is then filed alone, the late one sharing the content stored first."""
-    oid = f"1.2.250.1.999.88.{uuid.uuid4().int % 10**6}"
-    establishment = make_establishment(oid=oid)
-    receive(platform, establishment, "G-1", traits(unique_family()))
-    rpps = "8" + str(uuid.uuid4().int)[:11]
-    directory_practitioner(platform, rpps, family="G", given=None)
-    principal = Principal(kind="client", label="DPI", client_id="x",
-                          establishment_id=establishment.id)  # fmt: skip
+    oid, rpps, principal = _depositor(platform, make_establishment)
     submissions = []
     for _ in range(4):
         document_id = f"2.25.{uuid.uuid4().int}"

@@ -506,13 +506,11 @@ def test_a_city_doctor_adds_a_document_to_the_record(
     assert forged.status_code == 403
 
 
-def test_a_document_added_hidden_from_the_patient_keeps_its_visibility(
-    client: TestClient, territory: Territory, make_account: MakeAccount
-) -> None:
-    page = reader(client, make_account, territory.practice, territory.record)
-    assert "Non visible par le patient" in text_of(page)
-    title = f"Résultat à annoncer {uuid.uuid4().hex[:6]}"
-    added = client.post(
+def add_result_hidden_from_patient(
+    client: TestClient, territory: Territory, page: httpx.Response, title: str
+) -> httpx.Response:
+    """A pathology result added from the record page, not visible to the patient."""
+    return client.post(
         f"{territory.record}/documents",
         data={
             "csrf_token": csrf_of(page.text),
@@ -523,6 +521,15 @@ def test_a_document_added_hidden_from_the_patient_keeps_its_visibility(
         files={"fichier": ("r.pdf", pdf([title], seed=title), "application/pdf")},
         headers=HTML,
     )
+
+
+def test_a_document_added_hidden_from_the_patient_keeps_its_visibility(
+    client: TestClient, territory: Territory, make_account: MakeAccount
+) -> None:
+    page = reader(client, make_account, territory.practice, territory.record)
+    assert "Non visible par le patient" in text_of(page)
+    title = f"Résultat à annoncer {uuid.uuid4().hex[:6]}"
+    added = add_result_hidden_from_patient(client, territory, page, title)
     assert added.status_code == 200 and added.url.params.get("ajoute") == "1"
     with transaction(territory.platform.sessions) as session:
         entry = session.scalars(select(DocumentEntry).where(DocumentEntry.title == title)).one()
@@ -550,17 +557,7 @@ def test_the_author_changes_who_sees_a_document_and_nobody_else_can(
     change is refused as if the document did not exist."""
     page = reader(client, make_account, territory.practice, territory.record)
     title = f"Biopsie {uuid.uuid4().hex[:6]}"
-    client.post(
-        f"{territory.record}/documents",
-        data={
-            "csrf_token": csrf_of(page.text),
-            "type": "11502-2",
-            "titre": title,
-            "invisible_patient": "1",
-        },
-        files={"fichier": ("r.pdf", pdf([title], seed=title), "application/pdf")},
-        headers=HTML,
-    )
+    add_result_hidden_from_patient(client, territory, page, title)
     with transaction(territory.platform.sessions) as session:
         entry_id = session.scalars(
             select(DocumentEntry.id).where(DocumentEntry.title == title)
